@@ -1,0 +1,203 @@
+"""Finite-difference audit of hand-written backward passes (library, tests and `npflows gradcheck`).
+
+For a module M with floating inputs x_1..x_n and parameters theta, draw a random cotangent R_j
+for every floating output y_j and audit the scalar L = sum_j <R_j, y_j>:
+- analytic: zero the parameter gradients, run forward, then `backward(R)`: the returned input
+  gradients and the accumulated `param.grad` are dL/dx and dL/dtheta;
+- numeric: for each checked entry e, central difference (L(e + h) - L(e - h)) / (2h), h = 1e-6,
+  in float64.
+Per tensor, the absolute error is max_e |a_e - n_e| and the relative error is that divided by
+max_e max(|a_e|, |n_e|) (an inf-norm relative error: entries whose true gradient is ~0 do not
+blow it up, and a wrong sign or scale anywhere still shows at full size). A case passes when
+every tensor's relative error is below `rtol` (default 1e-6).
+
+Cases are registered by name with `register(name)`; a case builder takes a
+numpy.random.Generator and returns a `Case`. The registries of npflows (npflows.cases) and of
+the flow layers (layers.cases) both feed `npflows gradcheck`.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy
+
+from . import backend
+
+STEP = 1e-6
+RTOL = 1e-6
+CASES = {}
+
+
+@dataclass
+class Case:
+    """A module, its positional inputs and keyword options, ready to audit."""
+
+    module: object
+    inputs: tuple
+    options: dict = field(default_factory=dict)
+    before_forward: Optional[Callable[[], None]] = None  # e.g. re-seed a dropout mask
+    max_entries: int = 40  # entries checked per tensor (chosen at random when larger)
+
+
+@dataclass
+class TensorReport:
+    name: str
+    entries: int
+    max_abs_error: float
+    max_rel_error: float
+
+
+@dataclass
+class CaseReport:
+    name: str
+    tensors: list
+
+    @property
+    def entries(self):
+        return sum(t.entries for t in self.tensors)
+
+    @property
+    def max_abs_error(self):
+        return max((t.max_abs_error for t in self.tensors), default=0.0)
+
+    @property
+    def max_rel_error(self):
+        return max((t.max_rel_error for t in self.tensors), default=0.0)
+
+    def passed(self, rtol=RTOL):
+        return bool(self.tensors) and self.max_rel_error < rtol
+
+    def as_dict(self, rtol=RTOL):
+        return {
+            "module": self.name,
+            "entries": self.entries,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+            "passed": self.passed(rtol),
+            "tensors": [vars(t) for t in self.tensors],
+        }
+
+
+def register(name):
+    """Decorator: add a case builder `build(rng) -> Case` under `name`."""
+
+    def decorate(build):
+        if name in CASES:
+            raise ValueError(f"gradcheck: case {name!r} registered twice")
+        CASES[name] = build
+        return build
+
+    return decorate
+
+
+def flatten(structure):
+    """Leaves of nested tuples/lists, in order (None leaves kept)."""
+    if isinstance(structure, (tuple, list)):
+        return [leaf for item in structure for leaf in flatten(item)]
+    return [structure]
+
+
+def unflatten_like(structure, leaves):
+    """Rebuild `structure`'s nesting from an iterator of leaves."""
+    if isinstance(structure, (tuple, list)):
+        return tuple(unflatten_like(item, leaves) for item in structure)
+    return next(leaves)
+
+
+def is_float_array(value):
+    return hasattr(value, "dtype") and numpy.issubdtype(value.dtype, numpy.floating)
+
+
+def _loss(case, cotangents):
+    if case.before_forward is not None:
+        case.before_forward()
+    outputs = flatten(case.module.forward(*case.inputs, **case.options))
+    float_outputs = [out for out in outputs if is_float_array(out)]
+    return float(sum(float((out * cot).sum()) for out, cot in zip(float_outputs, cotangents)))
+
+
+def _compare(name, analytic, tensor, case, cotangents, rng):
+    """Central differences over up to case.max_entries entries of `tensor` (perturbed in place)."""
+    flat = tensor.reshape(-1)  # a view: perturbing it perturbs the live array
+    count = flat.size
+    picked = numpy.arange(count) if count <= case.max_entries else rng.choice(count, case.max_entries, replace=False)
+    analytic = backend.to_numpy(analytic).reshape(-1)
+    numeric = numpy.empty(len(picked))
+    for slot, index in enumerate(picked):
+        original = flat[index].copy()
+        flat[index] = original + STEP
+        plus = _loss(case, cotangents)
+        flat[index] = original - STEP
+        minus = _loss(case, cotangents)
+        flat[index] = original
+        numeric[slot] = (plus - minus) / (2 * STEP)
+    chosen = analytic[picked]
+    abs_error = float(numpy.max(numpy.abs(chosen - numeric))) if len(picked) else 0.0
+    scale = float(numpy.max(numpy.maximum(numpy.abs(chosen), numpy.abs(numeric)))) if len(picked) else 0.0
+    rel_error = abs_error / scale if scale > 0 else abs_error
+    return TensorReport(name, len(picked), abs_error, rel_error)
+
+
+def check_case(name, case, rng=None):
+    """Audit one case in float64; returns a CaseReport."""
+    rng = numpy.random.default_rng(0) if rng is None else rng
+    module = case.module
+    for param in module.parameters():
+        if param.data.dtype != numpy.float64:
+            raise ValueError(f"gradcheck: {name} parameters must be float64, got {param.data.dtype}")
+    xp = backend.array_module(*[p.data for p in module.parameters()], *flatten(case.inputs))
+
+    if case.before_forward is not None:
+        case.before_forward()
+    outputs = module.forward(*case.inputs, **case.options)
+    cotangents = [
+        xp.asarray(rng.standard_normal(out.shape)) if is_float_array(out) else None
+        for out in flatten(outputs)
+    ]
+    grad_structure = unflatten_like(outputs, iter(cotangents))
+    module.zero_grad()
+    grads = module.backward(*grad_structure) if isinstance(outputs, tuple) else module.backward(grad_structure)
+    float_cotangents = [c for c in cotangents if c is not None]
+
+    input_leaves = [leaf for leaf in flatten(case.inputs) if is_float_array(leaf)]
+    grad_leaves = [g for g in flatten(grads) if g is not None] if grads is not None else []
+    if len(grad_leaves) != len(input_leaves):
+        raise ValueError(
+            f"gradcheck: {name} backward returned {len(grad_leaves)} input gradients "
+            f"for {len(input_leaves)} floating inputs"
+        )
+    reports = []
+    for index, (leaf, grad) in enumerate(zip(input_leaves, grad_leaves)):
+        if tuple(grad.shape) != tuple(leaf.shape):
+            raise ValueError(f"gradcheck: {name} input {index} gradient shape {grad.shape} != {leaf.shape}")
+        reports.append(_compare(f"input{index}", grad.copy(), leaf, case, float_cotangents, rng))
+    for pname, param in module.named_parameters():
+        reports.append(_compare(pname, param.grad.copy(), param.data, case, float_cotangents, rng))
+    return CaseReport(name, reports)
+
+
+def run_all(names=None, seed=0, cases=None):
+    """Build and audit every registered case (or those named); returns a list of CaseReport."""
+    registry = CASES if cases is None else cases
+    chosen = list(registry) if not names else names
+    unknown = [name for name in chosen if name not in registry]
+    if unknown:
+        raise ValueError(f"gradcheck: unknown cases {unknown}; known: {sorted(registry)}")
+    reports = []
+    for offset, name in enumerate(chosen):
+        rng = numpy.random.default_rng(seed + offset)
+        reports.append(check_case(name, registry[name](rng), rng))
+    return reports
+
+
+def format_table(reports, rtol=RTOL):
+    header = f"{'module':<34} {'entries':>8} {'max abs err':>12} {'max rel err':>12}  result"
+    lines = [header, "-" * len(header)]
+    for report in reports:
+        verdict = "pass" if report.passed(rtol) else "FAIL"
+        lines.append(
+            f"{report.name:<34} {report.entries:>8d} {report.max_abs_error:>12.3e} "
+            f"{report.max_rel_error:>12.3e}  {verdict}"
+        )
+    failed = sum(not r.passed(rtol) for r in reports)
+    lines.append(f"{len(reports) - failed} passed, {failed} failed (relative error < {rtol:g}, float64)")
+    return "\n".join(lines)

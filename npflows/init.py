@@ -1,0 +1,37 @@
+"""Parameter initialisers: drawn on the host from a NumPy Generator, then moved to the device.
+
+Every module takes `rng` (a numpy.random.Generator or an int seed) so that a model is
+deterministic under a seed on any device.
+"""
+import numpy
+
+from . import backend
+from .module import Parameter
+
+
+def as_generator(rng):
+    if isinstance(rng, numpy.random.Generator):
+        return rng
+    return numpy.random.default_rng(rng)
+
+
+def _param(host_array, dtype):
+    return Parameter(backend.asarray(host_array, dtype=dtype or backend.default_dtype()))
+
+
+def uniform(rng, shape, bound, dtype=None):
+    """U(-bound, bound), e.g. bound = 1/sqrt(fan_in) as in LSTMs."""
+    return _param(as_generator(rng).uniform(-bound, bound, size=shape), dtype)
+
+
+def glorot_uniform(rng, fan_in, fan_out, dtype=None):
+    bound = numpy.sqrt(6.0 / (fan_in + fan_out))
+    return uniform(rng, (fan_in, fan_out), bound, dtype)
+
+
+def normal(rng, shape, std, dtype=None):
+    return _param(as_generator(rng).normal(0.0, std, size=shape), dtype)
+
+
+def constant(shape, value, dtype=None):
+    return _param(numpy.full(shape, value), dtype)

@@ -1,0 +1,138 @@
+"""Parameter and Module: the forward/backward protocol every network and flow follows.
+
+Protocol (the public contract):
+- `forward(*inputs)` computes the output and keeps what `backward` needs (in `self._saved`).
+- `backward(*grad_outputs)` takes one gradient per output (mirroring the output's structure;
+  `None` for an output that received no gradient), returns the gradient with respect to each
+  floating-point input in the same structure as the inputs (`None` for integer inputs), and
+  **adds** parameter gradients into `param.grad`.
+- `parameters()` yields every Parameter, recursively, in a stable order (attribute definition
+  order); `named_parameters()` yields `(path, Parameter)` with dotted paths such as
+  `layers.0.attention.qkv.weight`.
+"""
+from collections import OrderedDict
+
+from . import backend
+
+
+class Parameter:
+    """A trainable array `.data` and its accumulated gradient `.grad` (same shape and dtype)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = backend.array_module(data).zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def zero_grad(self):
+        self.grad[...] = 0
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: subclasses implement forward and backward side by side."""
+
+    training = True
+
+    def __call__(self, *inputs, **options):
+        return self.forward(*inputs, **options)
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, *grad_outputs):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    # -- saved state ---------------------------------------------------------------------
+    def _take_saved(self):
+        """What forward saved for backward; a clear error when backward comes first."""
+        saved = self.__dict__.get("_saved")
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__}: backward called before forward")
+        return saved
+
+    # -- parameters ------------------------------------------------------------------------
+    def named_children(self):
+        for name, value in self.__dict__.items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for index, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{index}", item
+
+    def named_parameters(self, prefix=""):
+        for name, value in self.__dict__.items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        for _, param in self.named_parameters():
+            yield param
+
+    def modules(self):
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def zero_grad(self):
+        for param in self.parameters():
+            param.zero_grad()
+
+    def num_parameters(self):
+        return sum(int(param.data.size) for param in self.parameters())
+
+    def train(self, mode=True):
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self):
+        """OrderedDict path -> array (the live arrays, not copies)."""
+        return OrderedDict((name, param.data) for name, param in self.named_parameters())
+
+    def load_state_dict(self, state):
+        own = OrderedDict(self.named_parameters())
+        missing = [name for name in own if name not in state]
+        unexpected = [name for name in state if name not in own]
+        if missing or unexpected:
+            raise ValueError(
+                f"{type(self).__name__}: state_dict mismatch; missing {missing}, unexpected {unexpected}"
+            )
+        for name, param in own.items():
+            value = state[name]
+            if tuple(value.shape) != tuple(param.data.shape):
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {name} expects shape "
+                    f"{tuple(param.data.shape)}, got {tuple(value.shape)}"
+                )
+            xp = backend.array_module(param.data)
+            param.data[...] = xp.asarray(value, dtype=param.data.dtype)
+
+    def astype(self, dtype):
+        """Cast every parameter (and its gradient) to `dtype`, in place; returns self."""
+        for param in self.parameters():
+            param.data = param.data.astype(dtype)
+            param.grad = param.grad.astype(dtype)
+        return self
+
+    def to_device(self, device_name):
+        """Move every parameter to 'cpu' or 'gpu'; returns self."""
+        for param in self.parameters():
+            if device_name == "gpu":
+                param.data = backend._cupy().asarray(param.data)
+                param.grad = backend._cupy().asarray(param.grad)
+            else:
+                param.data = backend.to_numpy(param.data)
+                param.grad = backend.to_numpy(param.grad)
+        return self

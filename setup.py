@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="npflows",
+    version="0.1.0",
+    description="Discrete normalizing flows on a NumPy/CuPy engine with hand-written, audited gradients",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["npflows", "npflows.*", "layers", "layers.*", "runners", "runners.*"]),
+    install_requires=["numpy>=1.24", "h5py>=3.8", "mpi4py>=3.1", "mpich", "tqdm>=4.60", "matplotlib>=3.6"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "gpu": ["cupy-cuda12x"],
+    },
+    entry_points={"console_scripts": ["npflows=runners.cli:main"]},
+)
