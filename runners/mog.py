@@ -1,0 +1,133 @@
+"""Discretised mixture of Gaussians (paper Figure 2, section 3.2 "Example").
+
+Eight isotropic Gaussians with means evenly spaced on a circle of radius 2 (angles 2*pi*k/8),
+variance 0.01, samples truncated to the square [-2.25, 2.25]^2 and discretised at 0.05: two
+categorical variables (x, then y) with 90 states each. Bin index = floor((v + 2.25) / 0.05),
+clipped to 0..89, so bin i covers [-2.25 + 0.05 i, -2.25 + 0.05 (i + 1)).
+
+Truncation convention (the paper does not pin it down): a draw picks a component uniformly,
+then each coordinate that leaves [-2.25, 2.25] is redrawn from the same component until it
+lies inside (rejection, never clipping, so no mass piles up on the border bins). Each
+component is thus its Gaussian restricted to the square and renormalised by its own square
+mass; the mixture weights stay 1/8. (Rejecting whole mixture draws instead would reweight the
+four on-axis components, whose square mass is Phi(2.5) ~ 0.9938, by about 0.6%.)
+Because a component is isotropic, its truncated density factorises over x and y, which is
+what makes the per-coordinate redraw and the exact table below valid.
+"""
+import math
+
+import numpy
+
+from npflows.init import as_generator
+
+NUM_COMPONENTS = 8
+RADIUS = 2.0
+VARIANCE = 0.01
+BOUND = 2.25
+BIN_WIDTH = 0.05
+NUM_BINS = 90  # 2 * 2.25 / 0.05
+
+
+def component_means():
+    """(8, 2) float64: the means, (RADIUS cos(2 pi k / 8), RADIUS sin(2 pi k / 8))."""
+    angles = 2.0 * numpy.pi * numpy.arange(NUM_COMPONENTS) / NUM_COMPONENTS
+    return RADIUS * numpy.stack([numpy.cos(angles), numpy.sin(angles)], axis=1)
+
+
+def bin_edges():
+    """(91,) float64: -2.25, -2.20, ..., 2.25 (integer multiples, so the grid is exactly symmetric)."""
+    return (numpy.arange(NUM_BINS + 1) - NUM_BINS / 2) * BIN_WIDTH
+
+
+def discretise(values):
+    """Continuous values in [-2.25, 2.25] -> int64 bin indices in 0..89 (same shape)."""
+    bins = numpy.floor((numpy.asarray(values, dtype=numpy.float64) + BOUND) / BIN_WIDTH)
+    return numpy.clip(bins, 0, NUM_BINS - 1).astype(numpy.int64)
+
+
+def sample(n, rng):
+    """n draws -> (n, 2) int64 bin indices (x bin, y bin), each in 0..89; rng: Generator or seed."""
+    if not isinstance(n, (int, numpy.integer)) or n < 0:
+        raise ValueError(f"mog.sample: expected a non-negative integer sample count, got {n!r}")
+    rng = as_generator(rng)
+    std = math.sqrt(VARIANCE)
+    means = component_means()[rng.integers(0, NUM_COMPONENTS, size=n)]
+    values = means + std * rng.standard_normal((n, 2))
+    outside = numpy.abs(values) > BOUND
+    # Rejection loop over rounds, not samples: each round redraws every coordinate still outside.
+    # An on-axis coordinate is outside with probability 1 - Phi(2.5) ~ 0.006, so rounds are few.
+    while outside.any():
+        values[outside] = means[outside] + std * rng.standard_normal(int(outside.sum()))
+        outside = numpy.abs(values) > BOUND
+    return discretise(values)
+
+
+_erf = numpy.vectorize(math.erf, otypes=[numpy.float64])
+
+
+def _normal_cdf(z):
+    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+
+
+def cell_masses(mean):
+    """(90,) float64: a 1-D N(mean, VARIANCE) truncated to [-2.25, 2.25], mass of each bin."""
+    cdf = _normal_cdf((bin_edges() - mean) / math.sqrt(VARIANCE))
+    masses = numpy.diff(cdf)
+    return masses / masses.sum()  # the sum is the square's mass along this axis, cdf[-1] - cdf[0]
+
+
+def true_probability_table():
+    """(90, 90) float64, table[i, j] = P(x bin = i, y bin = j), exact up to float rounding.
+
+    Each component's cell mass factorises: (truncated x-mass of bin i) * (truncated y-mass of bin j).
+    """
+    table = numpy.zeros((NUM_BINS, NUM_BINS))
+    for mean_x, mean_y in component_means():
+        table += numpy.outer(cell_masses(mean_x), cell_masses(mean_y))
+    return table / NUM_COMPONENTS
+
+
+def _check_table(table, caller):
+    table = numpy.asarray(table)
+    if table.shape != (NUM_BINS, NUM_BINS) or not numpy.issubdtype(table.dtype, numpy.floating):
+        raise ValueError(f"mog.{caller}: expected a (90, 90) float probability table, "
+                         f"got shape {table.shape}, dtype {table.dtype}")
+    if table.min() < 0.0:
+        raise ValueError(f"mog.{caller}: expected non-negative probabilities, got min {table.min()}")
+    return table
+
+
+def _check_samples(samples, caller):
+    samples = numpy.asarray(samples)
+    if samples.ndim != 2 or samples.shape[1] != 2 or not numpy.issubdtype(samples.dtype, numpy.integer):
+        raise ValueError(f"mog.{caller}: expected (n, 2) integer bin indices, "
+                         f"got shape {samples.shape}, dtype {samples.dtype}")
+    if samples.size and (samples.min() < 0 or samples.max() >= NUM_BINS):
+        raise ValueError(f"mog.{caller}: expected bin indices in [0, {NUM_BINS}), "
+                         f"got min {samples.min()}, max {samples.max()}")
+    return samples
+
+
+def entropy(table):
+    """Entropy in nats of a (90, 90) probability table (0 log 0 = 0)."""
+    table = _check_table(table, "entropy")
+    positive = table[table > 0]
+    return float(-(positive * numpy.log(positive)).sum())
+
+
+def empirical_table(samples):
+    """(n, 2) int bin indices -> (90, 90) float64 relative frequencies (sums to 1)."""
+    samples = _check_samples(samples, "empirical_table")
+    if len(samples) == 0:
+        raise ValueError("mog.empirical_table: expected at least one sample, got 0")
+    flat = samples[:, 0] * NUM_BINS + samples[:, 1]
+    counts = numpy.bincount(flat, minlength=NUM_BINS * NUM_BINS)
+    return (counts / len(samples)).reshape(NUM_BINS, NUM_BINS)
+
+
+def negative_log_likelihood(table, samples):
+    """Mean -log table[x, y] over (n, 2) samples, in nats (inf if a sample has probability 0)."""
+    table = _check_table(table, "negative_log_likelihood")
+    samples = _check_samples(samples, "negative_log_likelihood")
+    with numpy.errstate(divide="ignore"):
+        return float(-numpy.log(table[samples[:, 0], samples[:, 1]]).mean())

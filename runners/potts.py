@@ -1,0 +1,168 @@
+"""Potts models (paper section 4.3, Table 2): Metropolis-Hastings data and exact metrics.
+
+An L x L square lattice of sites with q states each, free (open) boundary, 4-neighbour
+interactions (above/below, left/right): E(s) = -J * sum over the 2 L (L - 1) neighbouring pairs
+of [s_i == s_j], and p(s) = exp(-E(s)) / Z. A state is flattened row-major to D = L * L
+variables: site (row, col) -> index row * L + col.
+
+Sampler conventions (the paper says only "500 steps of Metropolis-Hastings"):
+- one chain per sample, each started from an independent uniformly random lattice;
+- one step = one sweep over all sites, done as two checkerboard half-sweeps: the "black" sites
+  (row + col even) have only "white" neighbours, so updating all black sites at once is the
+  same as updating them one after another; then the white sites;
+- a site proposes a state drawn uniformly from its q - 1 other states (symmetric) and accepts
+  with probability min(1, exp(-dE)).
+"""
+from typing import NamedTuple
+
+import numpy
+
+from npflows.init import as_generator
+
+# exact_distribution enumerates q^(L*L) states up to this many (3x3 with q = 5 is 1,953,125).
+MAX_ENUMERATED_STATES = 2_000_000
+
+
+class Table2Row(NamedTuple):
+    """One row of the paper's Table 2: negative log-likelihoods in nats, as printed."""
+    num_states: int   # q
+    side: int         # L, so D = L * L
+    coupling: float   # J
+    autoregressive_base: float
+    autoregressive_flow: float
+
+    @property
+    def dimension(self):
+        return self.side * self.side
+
+
+TABLE2_ROWS = (
+    Table2Row(3, 3, 0.1, 9.27, 9.124),
+    Table2Row(3, 3, 0.5, 3.79, 3.79),
+    Table2Row(3, 4, 0.1, 16.66, 11.23),
+    Table2Row(3, 4, 0.5, 6.30, 5.62),
+    Table2Row(4, 3, 0.1, 11.64, 10.45),
+    Table2Row(4, 3, 0.5, 5.87, 5.56),
+    Table2Row(5, 3, 0.1, 13.58, 10.25),
+    Table2Row(5, 3, 0.5, 7.94, 7.07),
+)
+# Caution when comparing: these NLLs lie far below the exact Boltzmann entropies of the model
+# defined above (exact_entropy: e.g. 9.50 nats for q = 3, 3x3, J = 0.5 against 3.79 printed;
+# 14.19 for q = 5, 3x3, J = 0.5 against 7.07), and no model's expected NLL on exact samples can
+# beat the entropy. The paper's data thus differ from equilibrium samples of this model (another
+# energy scale, unmixed chains, or NLLs measured on training data).
+# Section 4.3's set-up: single-layer LSTM base with 32 hidden units; the flow's location is an
+# embedding with one trainable entry per unique combination of its inputs.
+PAPER_SETUP = {"mh_steps": 500, "lstm_hidden_units": 32}
+
+
+def _check_lattice(L, q, J, caller):
+    for name, value, low in (("L", L, 1), ("q", q, 2)):
+        if not isinstance(value, (int, numpy.integer)) or value < low:
+            raise ValueError(f"potts.{caller}: expected an integer {name} >= {low}, got {value!r}")
+    if not isinstance(J, (int, float, numpy.integer, numpy.floating)) or not numpy.isfinite(J):
+        raise ValueError(f"potts.{caller}: expected a finite real coupling J, got {J!r}")
+
+
+def _colour_classes(L):
+    """[(sites, neighbours)] for black then white sites; sites: (S,) flat indices, neighbours:
+    (4, S) flat indices of above/below/left/right, L*L (a sentinel column) where off the lattice."""
+    padded = numpy.full((L + 2, L + 2), L * L)
+    padded[1:-1, 1:-1] = numpy.arange(L * L).reshape(L, L)
+    neighbours = numpy.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]],
+                             axis=-1).reshape(L * L, 4)
+    parity = numpy.indices((L, L)).sum(axis=0).ravel() % 2
+    return [(numpy.flatnonzero(parity == colour), neighbours[parity == colour].T.copy()) for colour in (0, 1)]
+
+
+def energy(states, L, J):
+    """(n, L*L) int states (row-major) -> (n,) float64 energies -J * #equal neighbouring pairs."""
+    _check_lattice(L, 2, J, "energy")
+    states = numpy.asarray(states)
+    if states.ndim != 2 or states.shape[1] != L * L or not numpy.issubdtype(states.dtype, numpy.integer):
+        raise ValueError(f"potts.energy: expected (n, {L * L}) integer states for L = {L}, "
+                         f"got shape {states.shape}, dtype {states.dtype}")
+    lattice = states.reshape(-1, L, L)
+    equal_pairs = ((lattice[:, 1:, :] == lattice[:, :-1, :]).sum(axis=(1, 2))
+                   + (lattice[:, :, 1:] == lattice[:, :, :-1]).sum(axis=(1, 2)))
+    return -float(J) * equal_pairs
+
+
+def sample(n, L, q, J, steps=500, *, rng):
+    """n independent Metropolis-Hastings chains, `steps` sweeps each -> (n, L*L) int64 final states."""
+    _check_lattice(L, q, J, "sample")
+    for name, value in (("n", n), ("steps", steps)):
+        if not isinstance(value, (int, numpy.integer)) or value < 0:
+            raise ValueError(f"potts.sample: expected a non-negative integer {name}, got {value!r}")
+    rng = as_generator(rng)
+    D = L * L
+    dtype = numpy.int8 if q <= 64 else numpy.int64  # int8 holds current + offset <= 2q - 2
+    # Column D is a sentinel (-1) that matches no state: the missing neighbours at the border.
+    lattice = numpy.full((n, D + 1), -1, dtype=dtype)
+    lattice[:, :D] = rng.integers(0, q, size=(n, D), dtype=dtype)
+    # exp(-dE) = exp(J * gain), gain = change in #equal neighbours, in -4..4: a lookup table.
+    thresholds = numpy.exp(float(J) * numpy.arange(-4, 5))
+    colour_classes = _colour_classes(L)
+    for _ in range(steps):
+        for sites, neighbours in colour_classes:
+            current = lattice[:, sites]                                   # (n, S)
+            proposals = current + rng.integers(1, q, size=current.shape, dtype=dtype)
+            proposals -= q * (proposals >= q).astype(dtype)                # uniform over the q - 1 others
+            neighbour_values = lattice[:, neighbours]                     # (n, 4, S)
+            gain = numpy.zeros(current.shape, dtype=numpy.int8)
+            for direction in range(4):  # explicit adds: much faster than .sum(axis) over bools
+                gain += proposals == neighbour_values[:, direction]
+                gain -= current == neighbour_values[:, direction]
+            accept = rng.random(current.shape) < thresholds[gain + 4]
+            lattice[:, sites] = numpy.where(accept, proposals, current)
+    return lattice[:, :D].astype(numpy.int64)
+
+
+def state_index(states, q):
+    """(n, D) int states -> (n,) int64 indices into exact_distribution (site 0 most significant)."""
+    states = numpy.asarray(states)
+    if states.ndim != 2 or not numpy.issubdtype(states.dtype, numpy.integer):
+        raise ValueError(f"potts.state_index: expected (n, D) integer states, got shape {states.shape}")
+    if states.size and (states.min() < 0 or states.max() >= q):
+        raise ValueError(f"potts.state_index: expected states in [0, {q}), "
+                         f"got min {states.min()}, max {states.max()}")
+    if int(q) ** states.shape[1] > numpy.iinfo(numpy.int64).max:
+        raise ValueError(f"potts.state_index: expected q^D to fit in int64, got {q}^{states.shape[1]}")
+    place_values = int(q) ** numpy.arange(states.shape[1] - 1, -1, -1, dtype=numpy.int64)
+    return states.astype(numpy.int64) @ place_values
+
+
+def exact_distribution(L, q, J):
+    """(q^(L*L),) float64 Boltzmann probabilities indexed by state_index, or None when
+    q^(L*L) > MAX_ENUMERATED_STATES (e.g. 4x4 with q = 3: 43M states)."""
+    _check_lattice(L, q, J, "exact_distribution")
+    D = L * L
+    num_states = int(q) ** D
+    if num_states > MAX_ENUMERATED_STATES:
+        return None
+    indices = numpy.arange(num_states, dtype=numpy.int64)
+
+    def site_value(row, col):
+        return (indices // int(q) ** (D - 1 - (row * L + col))) % q
+
+    # Pair by pair, recomputing site values, so memory stays at a few (m,) arrays whatever D is.
+    equal_pairs = numpy.zeros(num_states, dtype=numpy.int64)
+    for row in range(L):
+        for col in range(L):
+            if row + 1 < L:
+                equal_pairs += site_value(row, col) == site_value(row + 1, col)
+            if col + 1 < L:
+                equal_pairs += site_value(row, col) == site_value(row, col + 1)
+    log_weights = float(J) * equal_pairs
+    weights = numpy.exp(log_weights - log_weights.max())  # shifted for overflow safety at large J
+    return weights / weights.sum()
+
+
+def exact_entropy(L, q, J):
+    """Entropy in nats of the Boltzmann distribution (the NLL floor for exact samples), or None
+    when it is too large to enumerate."""
+    probs = exact_distribution(L, q, J)
+    if probs is None:
+        return None
+    positive = probs[probs > 0]
+    return float(-(positive * numpy.log(positive)).sum())
