@@ -137,10 +137,18 @@ def _compare(name, analytic, tensor, case, cotangents, rng):
     return TensorReport(name, len(picked), abs_error, rel_error)
 
 
+def _on_device(structure):
+    """Case inputs are built on the host; move array leaves to the current device."""
+    leaves = [backend.asarray(leaf) if hasattr(leaf, "dtype") else leaf for leaf in flatten(structure)]
+    return unflatten_like(structure, iter(leaves))
+
+
 def check_case(name, case, rng=None):
-    """Audit one case in float64; returns a CaseReport."""
+    """Audit one case in float64 on the current device; returns a CaseReport."""
     rng = numpy.random.default_rng(0) if rng is None else rng
     module = case.module
+    case.inputs = _on_device(tuple(case.inputs))
+    case.options = {key: _on_device(value) for key, value in case.options.items()}
     for param in module.parameters():
         if param.data.dtype != numpy.float64:
             raise ValueError(f"gradcheck: {name} parameters must be float64, got {param.data.dtype}")
