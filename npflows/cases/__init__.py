@@ -5,3 +5,5 @@ float64 modules with random small shapes drawn from the Generator it is given.
 """
 from . import basic  # noqa: F401
 # -- families added below, one import line each --
+from . import lstm  # noqa: F401
+from . import transformer  # noqa: F401

@@ -5,3 +5,5 @@ from .embedding import Embedding
 from .losses import LogSoftmax, SoftmaxCrossEntropy, log_softmax, softmax
 from .sequential import Sequential
 # -- families added below, one import line each --
+from .lstm import LSTM
+from .transformer import Dropout, LayerNorm, MultiHeadAttention, Transformer, TransformerBlock  # family: norm, dropout, attention, transformer
