@@ -1,0 +1,25 @@
+"""Discrete flows (Tran et al., 2019, sec. 3) on the npflows engine, with hand-written backward passes.
+
+Directions everywhere: `forward` maps base -> data (sampling), `reverse` maps data -> base
+(log-likelihood); a flow's `backward` is the backward of its `reverse` on one-hot input.
+Representations: one-hot floats (B, D, K) for training, integer ids (B, D) for sampling and
+evaluation (`one_hot`, `to_ids` convert). See docs/flows.md.
+"""
+from .autoregressive import DiscreteAutoregressiveFlow
+from .bases import AutoregressiveCategorical, FactorizedCategorical
+from .bipartite import DiscreteBipartiteFlow
+from .location_scale import LocationScale
+from .modular import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse
+from .model import FlowModel
+from .networks import MLP, CausalMLP, LSTMNetwork, MaskedDense
+from .onehot import one_hot, to_ids
+from .permute import Permute, Reverse
+from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
+
+__all__ = [
+    "DiscreteAutoregressiveFlow", "DiscreteBipartiteFlow", "Permute", "Reverse",
+    "FactorizedCategorical", "AutoregressiveCategorical", "FlowModel",
+    "OneHotArgmax", "SoftmaxTemperature", "one_hot_argmax", "OneHotShift", "OneHotScale", "LocationScale",
+    "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
+    "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork",
+]

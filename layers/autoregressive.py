@@ -1,0 +1,96 @@
+"""Discrete autoregressive flow (paper sec. 3.2): y_d = (mu_d + sigma_d x_d) mod K, (mu_d, sigma_d) from y_{<d}."""
+from npflows import backend
+from npflows.module import Module
+
+from .location_scale import LocationScale
+from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot, parameter_dtype, shift_right, shift_right_backward, to_ids
+
+
+def has_incremental(network):
+    """True when `network` implements start_incremental(batch_size) and step(x_t) -> (B, out)."""
+    return callable(getattr(network, "start_incremental", None)) and callable(getattr(network, "step", None))
+
+
+class DiscreteAutoregressiveFlow(Module):
+    """Discrete autoregressive flow over (B, D) ids or (B, D, K) one-hot sequences.
+
+    Directions: `forward(x)` maps base -> data (sampling; sequential over the D positions);
+    `reverse(y)` maps data -> base (log-likelihood; one parallel pass). `backward(grad_x)` is the
+    backward of `reverse` on one-hot input (the training pass): it returns dL/dy and adds into
+    the network's parameter gradients.
+
+    network: a causal Module, (B, D, K) one-hot -> (B, D, K) logits (or (B, D, 2K) with
+    scale=True: location then scale logits), whose output at d sees inputs <= d. The flow feeds
+    it y shifted right by one (a zero start vector first), so (mu_d, sigma_d) depend on y_{<d}.
+    Sampling uses `network.start_incremental(B)` / `network.step(y_{d-1})` when the network has
+    them (one step per position), and otherwise re-runs the network on the whole shifted prefix
+    for each position (exact for a causal network, D passes).
+    """
+
+    def __init__(self, network, K, scale=False, temperature=0.1):
+        if not isinstance(network, Module):
+            raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
+        if getattr(network, "causal", True) is False:
+            raise ValueError(f"{type(self).__name__}: expected a causal network, got one with causal=False")
+        self.network = network
+        self.K, self.scale, self.temperature = int(K), bool(scale), temperature
+        self.transform = LocationScale(K, scale, temperature, owner=type(self).__name__)
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    def _logits(self, y_one_hot):
+        logits = self.network.forward(shift_right(y_one_hot))
+        self.transform.check_logits(logits, y_one_hot.shape[:2])
+        return logits
+
+    # -- data -> base ---------------------------------------------------------------------------
+    def reverse(self, y):
+        """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation (one parallel pass)."""
+        kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
+        if kind == IDS:
+            x = self.transform.reverse_ids(y, self._logits(y_one_hot))
+            self._saved = IDS
+            return x
+        return self._reverse_one_hot(y_one_hot)
+
+    def _reverse_one_hot(self, y):
+        """The training pass, unvalidated (the audit perturbs y off the one-hot set)."""
+        x = self.transform.reverse(y, self._logits(y))
+        self._saved = ONE_HOT
+        return x
+
+    def backward(self, grad_x):
+        # docs/gradients.md#discrete-autoregressive-flow, eqs. (AR1)-(AR2)
+        backward_needs_one_hot(self._name, self._take_saved())
+        grad_y, grad_logits = self.transform.backward(grad_x)
+        grad_shifted = self.network.backward(grad_logits)
+        return grad_y + shift_right_backward(grad_shifted)
+
+    # -- base -> data ---------------------------------------------------------------------------
+    def forward(self, x):
+        """x: (B, D) ids or (B, D, K) one-hot -> y in the same representation (sequential in d).
+
+        Keeps no state for backward (and may overwrite the network's): sample outside a
+        reverse/backward pair.
+        """
+        dtype = parameter_dtype(self.network)
+        kind, _ = as_one_hot(self._name, x, self.K, dtype)
+        x_ids = x if kind == IDS else to_ids(x)
+        xp = backend.array_module(x_ids)
+        batch, length = x_ids.shape
+        y_ids = xp.zeros((batch, length), dtype=xp.int64)
+        previous = xp.zeros((batch, self.K), dtype=dtype)  # the start symbol
+        incremental = has_incremental(self.network)
+        if incremental:
+            self.network.start_incremental(batch)
+        for position in range(length):
+            if incremental:
+                logits = self.network.step(previous)
+                self.transform.check_logits(logits, (batch,))
+            else:  # re-run on the prefix; positions >= d are placeholders a causal network ignores
+                logits = self._logits(one_hot(y_ids, self.K, dtype))[:, position]
+            y_ids[:, position] = self.transform.forward_ids(x_ids[:, position], logits)
+            previous = one_hot(y_ids[:, position], self.K, dtype)
+        return y_ids if kind == IDS else one_hot(y_ids, self.K, x.dtype)

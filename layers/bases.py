@@ -1,0 +1,155 @@
+"""Base distributions over K-ary sequences: factorized and autoregressive Categoricals.
+
+Both expose `log_prob(x) -> (B,)` for x as (B, D) ids or (B, D, K) one-hot, `backward(grad)`
+(grad: (B,); after a one-hot log_prob) -> dL/dx one-hot, and `sample(n, rng) -> (n, D, K)`
+one-hot. `rng` is a numpy Generator or an int seed; uniforms are drawn on the host (so a seed
+gives the same samples on any device) and compared with the CDF on the device.
+"""
+from npflows import backend, init
+from npflows.module import Module
+from npflows.nn import log_softmax
+
+from .autoregressive import has_incremental
+from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot, parameter_dtype, shift_right, shift_right_backward
+
+
+def _inverse_cdf(probs, uniforms):
+    """ids with P(id = k) = probs[..., k]: the number of CDF entries <= u (clipped for round-off)."""
+    xp = backend.array_module(probs)
+    cdf = xp.cumsum(probs, axis=-1)
+    ids = (uniforms[..., None] >= cdf).sum(axis=-1)
+    return xp.minimum(ids, probs.shape[-1] - 1).astype(xp.int64)
+
+
+def _module_xp(module):
+    for param in module.parameters():
+        return backend.array_module(param.data)
+    return backend.xp()
+
+
+class FactorizedCategorical(Module):
+    """p(x) = prod_d softmax(logits[d])[x_d], learned logits: (D, K) (zeros = uniform by default)."""
+
+    def __init__(self, length, K, rng=None, dtype=None, init_std=0.0):
+        self.length, self.K = int(length), int(K)
+        if init_std:
+            self.logits = init.normal(rng, (self.length, self.K), init_std, dtype)
+        else:
+            self.logits = init.constant((self.length, self.K), 0.0, dtype)
+
+    def log_prob(self, x, context=None):
+        kind, x_one_hot = as_one_hot(type(self).__name__, x, self.K, self.logits.data.dtype)
+        log_probs = self._log_prob_one_hot(x_one_hot, context)
+        if kind == IDS:
+            self._saved = IDS
+        return log_probs
+
+    def _log_prob_one_hot(self, x, context=None):
+        """sum_{d,k} x[b, d, k] log softmax(logits)[d, k]: (B, D, K) -> (B,); unvalidated (audit)."""
+        if context is not None:
+            raise ValueError(f"{type(self).__name__}: takes no context, got {type(context).__name__}")
+        if x.shape[1] != self.length:
+            raise ValueError(f"{type(self).__name__}: expected length {self.length}, got shape {tuple(x.shape)}")
+        log_table = log_softmax(self.logits.data)
+        self._saved = (ONE_HOT, x, log_table)
+        return (x * log_table).sum(axis=(1, 2))
+
+    def backward(self, grad_log_prob):
+        # docs/gradients.md#factorized-categorical, eqs. (FC1)-(FC2)
+        saved = self._take_saved()
+        _, x, log_table = backward_needs_one_hot(type(self).__name__, saved)
+        xp = backend.array_module(x)
+        upstream = grad_log_prob[:, None, None]
+        probs = xp.exp(log_table)
+        self.logits.grad += (upstream * (x - probs * x.sum(axis=-1, keepdims=True))).sum(axis=0)
+        return upstream * log_table
+
+    def sample(self, n, rng=None, context=None):
+        """n one-hot samples (n, D, K) in the logits' dtype."""
+        xp = backend.array_module(self.logits.data)
+        uniforms = xp.asarray(init.as_generator(rng).random((n, self.length)))
+        probs = xp.exp(log_softmax(self.logits.data))
+        return one_hot(_inverse_cdf(probs[None], uniforms), self.K, self.logits.data.dtype)
+
+
+class AutoregressiveCategorical(Module):
+    """p(x) = prod_d softmax(network(shift_right(x))[:, d])[x_d]: a causal network, inputs < d.
+
+    network: a causal Module, (B, D, K) one-hot -> (B, D, K) logits, output at d sees inputs <= d
+    (the base shifts its input right by one, a zero start vector first).
+    context (optional, e.g. an LSTM's initial state (h0, c0)): passed as the network's second
+    positional input, `network(u, context)`; its gradient comes back from `backward`, which then
+    returns (grad_x, grad_context) as the network's backward does. Sampling passes it to
+    `network.start_incremental(n, context)` (or to each full pass).
+    length: the sequence length for `sample` (default: `network.length` if it has one).
+    """
+
+    def __init__(self, network, K, length=None):
+        if not isinstance(network, Module):
+            raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
+        if getattr(network, "causal", True) is False:
+            raise ValueError(f"{type(self).__name__}: expected a causal network, got one with causal=False")
+        self.network, self.K = network, int(K)
+        self.length = length if length is not None else getattr(network, "length", None)
+
+    def _logits(self, x_one_hot, context):
+        shifted = shift_right(x_one_hot)
+        logits = self.network.forward(shifted) if context is None else self.network.forward(shifted, context)
+        if not hasattr(logits, "shape") or tuple(logits.shape) != tuple(x_one_hot.shape):
+            raise ValueError(
+                f"{type(self).__name__}: expected network output of shape {tuple(x_one_hot.shape)} (K logits "
+                f"per position), got {tuple(getattr(logits, 'shape', ()))}"
+            )
+        return logits
+
+    def log_prob(self, x, context=None):
+        kind, x_one_hot = as_one_hot(type(self).__name__, x, self.K, parameter_dtype(self.network))
+        log_probs = self._log_prob_one_hot(x_one_hot, context)
+        if kind == IDS:
+            self._saved = IDS
+        return log_probs
+
+    def _log_prob_one_hot(self, x, context=None):
+        """(B, D, K) -> (B,), unvalidated (the audit perturbs x off the one-hot set)."""
+        log_conditionals = log_softmax(self._logits(x, context))
+        self._saved = (ONE_HOT, x, log_conditionals, context is not None)
+        return (x * log_conditionals).sum(axis=(1, 2))
+
+    def backward(self, grad_log_prob):
+        # docs/gradients.md#autoregressive-categorical, eqs. (AC1)-(AC3)
+        saved = self._take_saved()
+        _, x, log_conditionals, has_context = backward_needs_one_hot(type(self).__name__, saved)
+        xp = backend.array_module(x)
+        upstream = grad_log_prob[:, None, None]
+        grad_log_conditionals = upstream * x
+        grad_logits = grad_log_conditionals - xp.exp(log_conditionals) * grad_log_conditionals.sum(axis=-1, keepdims=True)
+        grads = self.network.backward(grad_logits)
+        grad_shifted, grad_context = grads if has_context else (grads, None)
+        grad_x = upstream * log_conditionals + shift_right_backward(grad_shifted)
+        return (grad_x, grad_context) if has_context else grad_x
+
+    def sample(self, n, rng=None, context=None, length=None):
+        """n one-hot samples (n, D, K), sequential over d (one network step per position when
+        the network is incremental). Keeps no state for backward."""
+        length = self.length if length is None else length
+        if length is None:
+            raise ValueError(f"{type(self).__name__}: sample needs a length (pass length= or give the network .length)")
+        xp, dtype = _module_xp(self), parameter_dtype(self.network)
+        uniforms = xp.asarray(init.as_generator(rng).random((n, length)))
+        ids = xp.zeros((n, length), dtype=xp.int64)
+        previous = xp.zeros((n, self.K), dtype=dtype)  # the start symbol
+        incremental = has_incremental(self.network)
+        if incremental and context is None:
+            self.network.start_incremental(n)
+        elif incremental:
+            self.network.start_incremental(n, context)
+        for position in range(length):
+            if incremental:
+                logits = self.network.step(previous)
+                if tuple(logits.shape) != (n, self.K):
+                    raise ValueError(f"{type(self).__name__}: expected network.step output of shape {(n, self.K)}, got {tuple(logits.shape)}")
+            else:  # positions >= d are placeholders the causal network ignores
+                logits = self._logits(one_hot(ids, self.K, dtype), context)[:, position]
+            ids[:, position] = _inverse_cdf(xp.exp(log_softmax(logits)), uniforms[:, position])
+            previous = one_hot(ids[:, position], self.K, dtype)
+        return one_hot(ids, self.K, dtype)

@@ -1,0 +1,107 @@
+"""Discrete bipartite (coupling) flow (paper sec. 3.2): kept positions condition the others' location-scale."""
+import numpy
+
+from npflows import backend
+from npflows.module import Module
+
+from .location_scale import LocationScale
+from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, parameter_dtype
+
+MASKS = ("even", "odd", "left", "right")
+
+
+def kept_positions(mask, length, owner="DiscreteBipartiteFlow"):
+    """Boolean (length,) host array: True where a position is kept fixed (and conditions the rest).
+
+    'even' keeps d = 0, 2, 4, ...; 'odd' keeps d = 1, 3, ...; 'left' keeps d < length // 2;
+    'right' keeps d >= length // 2; an explicit 0/1 array of the right length is used as given.
+    """
+    if isinstance(mask, str):
+        positions = numpy.arange(length)
+        rules = {"even": positions % 2 == 0, "odd": positions % 2 == 1,
+                 "left": positions < length // 2, "right": positions >= length // 2}
+        return rules[mask]
+    keep = numpy.asarray(backend.to_numpy(mask))
+    if keep.shape != (length,) or not numpy.isin(keep, (0, 1)).all():
+        raise ValueError(f"{owner}: expected a 0/1 mask of shape ({length},), got shape {keep.shape}")
+    return keep.astype(bool)
+
+
+class DiscreteBipartiteFlow(Module):
+    """Discrete bipartite flow over (B, D) ids or (B, D, K) one-hot sequences.
+
+    Directions: `forward(x)` maps base -> data (sampling), `reverse(y)` maps data -> base
+    (log-likelihood); both are one parallel pass. `backward(grad_x)` is the backward of
+    `reverse` on one-hot input (the training pass): it returns dL/dy and adds into the
+    network's parameter gradients.
+
+    Kept positions (see `kept_positions`) pass through unchanged and are the only input of the
+    network: (B, D, K) one-hot with the transformed positions zeroed -> (B, D, K) location
+    logits (or (B, D, 2K) with scale=True). The network may be non-causal; its output at kept
+    positions is ignored. Transformed positions get y_d = (mu_d + sigma_d x_d) mod K.
+    """
+
+    def __init__(self, network, K, mask, scale=False, temperature=0.1):
+        if not isinstance(network, Module):
+            raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
+        if isinstance(mask, str) and mask not in MASKS:
+            raise ValueError(f"{type(self).__name__}: expected mask in {MASKS} or a 0/1 array, got {mask!r}")
+        self.network, self.mask = network, mask
+        self.K, self.scale, self.temperature = int(K), bool(scale), temperature
+        self.transform = LocationScale(K, scale, temperature, owner=type(self).__name__)
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    def _keep(self, x, dtype):
+        """(D, 1) keep-mask in `dtype` on the device of x (1 = kept fixed), cached per length."""
+        xp = backend.array_module(x)
+        key = (x.shape[1], xp.__name__, numpy.dtype(dtype).str)
+        cache = self.__dict__.setdefault("_keep_cache", {})
+        if key not in cache:
+            keep = kept_positions(self.mask, x.shape[1], self._name)
+            cache[key] = xp.asarray(keep.astype(dtype))[:, None]
+        return cache[key]
+
+    def _logits(self, conditioning):
+        logits = self.network.forward(conditioning)
+        self.transform.check_logits(logits, conditioning.shape[:2])
+        return logits
+
+    # -- data -> base ---------------------------------------------------------------------------
+    def reverse(self, y):
+        """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation."""
+        kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
+        if kind == ONE_HOT:
+            return self._reverse_one_hot(y_one_hot)
+        keep = self._keep(y, y_one_hot.dtype)
+        x = self.transform.reverse_ids(y, self._logits(y_one_hot * keep))
+        self._saved = IDS
+        return backend.array_module(y).where(keep[:, 0] > 0, y, x)
+
+    def _reverse_one_hot(self, y):
+        """The training pass, unvalidated (the audit perturbs y off the one-hot set)."""
+        keep = self._keep(y, y.dtype)
+        transformed = self.transform.reverse(y, self._logits(y * keep))
+        self._saved = (ONE_HOT, keep)
+        return keep * y + (1 - keep) * transformed
+
+    def backward(self, grad_x):
+        # docs/gradients.md#discrete-bipartite-flow, eqs. (BP1)-(BP2)
+        saved = self._take_saved()
+        backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
+        keep = saved[1]
+        grad_y_transformed, grad_logits = self.transform.backward((1 - keep) * grad_x)
+        grad_conditioning = self.network.backward(grad_logits)
+        return keep * grad_x + grad_y_transformed + keep * grad_conditioning
+
+    # -- base -> data ---------------------------------------------------------------------------
+    def forward(self, x):
+        """x: (B, D) ids or (B, D, K) one-hot -> y in the same representation. Keeps no state."""
+        kind, x_one_hot = as_one_hot(self._name, x, self.K, parameter_dtype(self.network))
+        keep = self._keep(x, x_one_hot.dtype)
+        logits = self._logits(x_one_hot * keep)  # kept positions are equal on both sides
+        if kind == IDS:
+            return backend.array_module(x).where(keep[:, 0] > 0, x, self.transform.forward_ids(x, logits))
+        return keep * x + (1 - keep) * self.transform.forward(x, logits)

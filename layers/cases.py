@@ -1,0 +1,196 @@
+"""Gradient-audit cases for the flow layers (registered in npflows.gradcheck; `npflows gradcheck`).
+
+What is audited, and why it suffices. The straight-through argmax's backward is by design NOT
+the derivative of its forward, so no case differentiates through a true argmax. Instead:
+- the maps whose derivative IS the backward: the one-hot shift and scale permutations
+  (bilinear in data and weights), softmax-temperature (the JVP the straight-through op uses),
+  the networks, and the bases' log-probabilities (at and around one-hot data);
+- each flow's reverse with its argmaxes replaced by `LinearisedArgmax`: c + softmax(logits/tau)
+  with c frozen at the audit point. At that point it has the same value as the flow, and its
+  true derivative is, by construction, the straight-through estimator; so finite differences
+  of this surrogate audit the flow's whole backward (network, shift/scale, the right-shift or
+  the bipartite mask) with the STE in place. The one-hot data are perturbed by +-1e-6 off the
+  one-hot set, which the bilinear maps and networks accept (the unvalidated training pass is used).
+Case names ending in `STE)` are such surrogates: `AutoregressiveFlow(LSTM, STE)` is the
+autoregressive flow's reverse with an LSTM network, audited through LinearisedArgmax.
+"""
+import numpy
+
+from npflows import nn
+from npflows.gradcheck import Case, register
+from npflows.module import Module
+
+from .autoregressive import DiscreteAutoregressiveFlow
+from .bases import AutoregressiveCategorical, FactorizedCategorical
+from .bipartite import MASKS, DiscreteBipartiteFlow
+from .model import FlowModel
+from .modular import OneHotScale, OneHotShift
+from .networks import MLP, CausalMLP, LSTMNetwork, MaskedDense
+from .onehot import one_hot
+from .permute import Permute, Reverse
+from .straight_through import LinearisedArgmax, SoftmaxTemperature
+
+F64 = numpy.float64
+SOME_K = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12)  # primes and composites (composites mask scales)
+
+
+def _size(rng, low=1, high=4):
+    return int(rng.integers(low, high + 1))
+
+
+def _one_hot(rng, batch, length, K):
+    return one_hot(rng.integers(0, K, size=(batch, length)), K, F64)
+
+
+class Audited(Module):
+    """Runs `forward_fn` forward and `target.backward` backward (target's parameters are audited)."""
+
+    def __init__(self, target, forward_fn):
+        self.target, self._forward_fn = target, forward_fn
+
+    def forward(self, *inputs):
+        return self._forward_fn(*inputs)
+
+    def backward(self, *grads):
+        return self.target.backward(*grads)
+
+
+def linearise(flow):
+    """Swap a flow's straight-through argmaxes for LinearisedArgmax (see the module docstring)."""
+    transform = flow.transform
+    transform.loc_argmax = LinearisedArgmax(transform.loc_argmax.temperature)
+    if transform.scale:
+        transform.scale_argmax = LinearisedArgmax(transform.scale_argmax.temperature)
+    return flow
+
+
+def _map_case(cls, direction):
+    def build(rng):
+        K = int(rng.choice(SOME_K))
+        shape = (_size(rng), _size(rng), K)
+        return Case(cls(K, direction), (rng.standard_normal(shape), rng.standard_normal(shape)))
+    return build
+
+
+for _cls in (OneHotShift, OneHotScale):
+    for _direction in ("reverse", "forward"):
+        register(f"{_cls.__name__}({_direction})")(_map_case(_cls, _direction))
+
+
+@register("SoftmaxTemperature(masked)")
+def softmax_temperature(rng):
+    K = int(rng.choice(SOME_K[1:]))
+    logits = rng.standard_normal((_size(rng), _size(rng), K))
+    logits[0, :, 0] = -numpy.inf  # a masked (non-invertible) scale value: gradient exactly 0
+    return Case(SoftmaxTemperature(float(rng.choice([0.1, 0.5, 1.0]))), (logits,))
+
+
+@register("MaskedDense")
+def masked_dense(rng):
+    fan_in, fan_out = _size(rng, 2, 6), _size(rng, 2, 6)
+    mask = rng.random((fan_in, fan_out)) < 0.6
+    return Case(MaskedDense(fan_in, fan_out, mask, rng=rng, dtype=F64), (rng.standard_normal((_size(rng), fan_in)),))
+
+
+@register("CausalMLP")
+def causal_mlp(rng):
+    length, K = _size(rng, 1, 4), int(rng.choice(SOME_K))
+    network = CausalMLP(length, K, _size(rng, 2, 8), _size(rng, 2, 6), rng=rng, dtype=F64)
+    return Case(network, (rng.standard_normal((_size(rng), length, K)),))
+
+
+@register("MLP")
+def mlp(rng):
+    length, K = _size(rng, 1, 4), int(rng.choice(SOME_K))
+    network = MLP(length, K, _size(rng, 2, 8), _size(rng, 2, 6), rng=rng, dtype=F64)
+    return Case(network, (rng.standard_normal((_size(rng), length, K)),))
+
+
+@register("FactorizedCategorical")
+def factorized(rng):
+    length, K = _size(rng), int(rng.choice(SOME_K))
+    base = FactorizedCategorical(length, K, rng=rng, dtype=F64, init_std=1.0)
+    return Case(Audited(base, base._log_prob_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+@register("AutoregressiveCategorical")
+def autoregressive_base(rng):
+    length, K = _size(rng), int(rng.choice(SOME_K))
+    base = AutoregressiveCategorical(CausalMLP(length, K, 6, K, rng=rng, dtype=F64), K)
+    return Case(Audited(base, base._log_prob_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+def _autoregressive_flow(rng, length, K):
+    scale = bool(rng.integers(2))
+    network = CausalMLP(length, K, _size(rng, 3, 8), 2 * K if scale else K, rng=rng, dtype=F64)
+    return DiscreteAutoregressiveFlow(network, K, scale=scale)
+
+
+def _bipartite_flow(rng, length, K):
+    scale = bool(rng.integers(2))
+    network = MLP(length, K, _size(rng, 3, 8), 2 * K if scale else K, rng=rng, dtype=F64)
+    return DiscreteBipartiteFlow(network, K, mask=str(rng.choice(MASKS)), scale=scale)
+
+
+@register("AutoregressiveFlow(MLP, STE)")
+def autoregressive_flow(rng):
+    length, K = _size(rng, 2, 4), int(rng.choice(SOME_K))
+    flow = linearise(_autoregressive_flow(rng, length, K))
+    return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+@register("BipartiteFlow(MLP, STE)")
+def bipartite_flow(rng):
+    length, K = _size(rng, 2, 4), int(rng.choice(SOME_K))
+    flow = linearise(_bipartite_flow(rng, length, K))
+    return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+@register("Permute.reverse")
+def permute(rng):
+    length, K = _size(rng, 2, 5), int(rng.choice(SOME_K))
+    flow = Permute(rng.permutation(length))
+    return Case(Audited(flow, flow.reverse), (rng.standard_normal((_size(rng), length, K)),))
+
+
+@register("FlowModel(stack, STE)")
+def flow_model(rng):
+    length, K = _size(rng, 2, 4), int(rng.choice(SOME_K))
+    flows = [linearise(_autoregressive_flow(rng, length, K)), Reverse(), linearise(_bipartite_flow(rng, length, K))]
+    base = AutoregressiveCategorical(CausalMLP(length, K, 6, K, rng=rng, dtype=F64), K) if rng.integers(2) \
+        else FactorizedCategorical(length, K, rng=rng, dtype=F64, init_std=1.0)
+    model = FlowModel(flows, base)
+    return Case(Audited(model, model._log_prob_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+@register("LSTMNetwork(initial state)")
+def lstm_network(rng):
+    K, hidden, layers_, batch = int(rng.choice(SOME_K)), _size(rng, 2, 5), _size(rng, 1, 2), _size(rng)
+    network = LSTMNetwork(K, hidden, _size(rng, 2, 6), num_layers=layers_, rng=rng, dtype=F64)
+    state = tuple(0.5 * rng.standard_normal((layers_, batch, hidden)) for _ in range(2))
+    return Case(network, (rng.standard_normal((batch, _size(rng, 1, 4), K)), state))
+
+
+@register("AutoregressiveCategorical(context)")
+def autoregressive_base_context(rng):
+    K, hidden, batch, length = int(rng.choice(SOME_K)), _size(rng, 2, 5), _size(rng), _size(rng, 1, 4)
+    base = AutoregressiveCategorical(LSTMNetwork(K, hidden, K, rng=rng, dtype=F64), K)
+    context = tuple(0.5 * rng.standard_normal((1, batch, hidden)) for _ in range(2))
+    return Case(Audited(base, base._log_prob_one_hot), (_one_hot(rng, batch, length, K), context))
+
+
+@register("AutoregressiveFlow(LSTM, STE)")
+def autoregressive_flow_lstm(rng):
+    length, K, scale = _size(rng, 2, 4), int(rng.choice(SOME_K)), bool(rng.integers(2))
+    network = LSTMNetwork(K, _size(rng, 2, 5), 2 * K if scale else K, rng=rng, dtype=F64)
+    flow = linearise(DiscreteAutoregressiveFlow(network, K, scale=scale))
+    return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+@register("BipartiteFlow(Transformer, STE)")
+def bipartite_flow_transformer(rng):
+    length, K, scale = _size(rng, 2, 4), int(rng.choice(SOME_K)), bool(rng.integers(2))
+    network = nn.Transformer(1, 8, 2, 8, causal=False, max_length=8, in_features=K,
+                             out_features=2 * K if scale else K, rng=rng, dtype=F64)
+    flow = linearise(DiscreteBipartiteFlow(network, K, mask=str(rng.choice(MASKS)), scale=scale))
+    return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),), max_entries=20)

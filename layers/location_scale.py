@@ -1,0 +1,98 @@
+"""The modulo location-scale transform driven by a network's logits, shared by both flow types.
+
+logits: (B, D, K) location logits, or (B, D, 2K) = (loc_logits, scale_logits) with scale on.
+    loc   = one_hot(argmax(loc_logits))                       (straight-through, eq. 6)
+    scale = one_hot(argmax(scale_logits + mask))              (mask: -inf where gcd(s, K) > 1)
+    reverse (data -> base):  x = scale^{-1} (y - loc) mod K   (one-hot: unshift, then unscale)
+    forward (base -> data):  y = (loc + scale x) mod K        (one-hot: scale, then shift)
+Only `reverse` on one-hot input keeps state for `backward`; ids take the integer route.
+"""
+from npflows import backend
+from npflows.module import Module
+
+from .modular import OneHotScale, OneHotShift, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
+from .straight_through import OneHotArgmax, argmax_one_hot
+
+
+class LocationScale(Module):
+    """y <-> x given logits; see the module docstring. `owner` names the flow in error messages."""
+
+    def __init__(self, K, scale=False, temperature=0.1, owner="flow"):
+        self.K, self.scale, self.owner = int(K), bool(scale), owner
+        self.loc_argmax = OneHotArgmax(temperature)
+        self.unshift = OneHotShift(K, "reverse")
+        if self.scale:
+            self.scale_argmax = OneHotArgmax(temperature)
+            self.unscale = OneHotScale(K, "reverse")
+
+    @property
+    def out_features(self):
+        return 2 * self.K if self.scale else self.K
+
+    def check_logits(self, logits, leading_shape):
+        expected = tuple(leading_shape) + (self.out_features,)
+        if not hasattr(logits, "shape") or tuple(logits.shape) != expected:
+            what = "2K (location and scale logits)" if self.scale else "K (location logits)"
+            raise ValueError(
+                f"{self.owner}: expected network output of shape {expected}, i.e. {what} per position, "
+                f"got {tuple(getattr(logits, 'shape', ()))}"
+            )
+
+    def _split(self, logits):
+        loc_logits = logits[..., : self.K]
+        if not self.scale:
+            return loc_logits, None
+        xp = backend.array_module(logits)
+        return loc_logits, logits[..., self.K:] + scale_logit_mask(self.K, logits.dtype, xp)
+
+    # -- one-hot, data -> base, with backward ---------------------------------------------
+    def reverse(self, y, logits):
+        """y: (B, D, K) one-hot (or its audit perturbation), logits -> x: (B, D, K)."""
+        loc_logits, scale_logits = self._split(logits)
+        shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits))
+        if not self.scale:
+            return shifted
+        return self.unscale.forward(shifted, self.scale_argmax.forward(scale_logits))
+
+    def backward(self, grad_x):
+        # docs/gradients.md#location-scale-reverse, eqs. (LS1)-(LS3)
+        xp = backend.array_module(grad_x)
+        grad_shifted = grad_x
+        if self.scale:
+            grad_shifted, grad_scale = self.unscale.backward(grad_x)
+            grad_scale_logits = self.scale_argmax.backward(grad_scale)
+        grad_y, grad_loc = self.unshift.backward(grad_shifted)
+        grad_logits = self.loc_argmax.backward(grad_loc)
+        if self.scale:
+            grad_logits = xp.concatenate([grad_logits, grad_scale_logits], axis=-1)
+        return grad_y, grad_logits
+
+    # -- one-hot, base -> data, no state --------------------------------------------------
+    def forward(self, x, logits):
+        """x: (B, D, K) one-hot, logits -> y: (B, D, K) one-hot (exact: the weights are 0/1)."""
+        xp = backend.array_module(x)
+        loc_logits, scale_logits = self._split(logits)
+        if self.scale:
+            mask = invertible_mask(self.K, xp).astype(x.dtype)
+            x = weighted_permutation(x, argmax_one_hot(scale_logits), table("scale_forward", self.K, xp), mask)
+        return weighted_permutation(x, argmax_one_hot(loc_logits), table("shift_forward", self.K, xp))
+
+    # -- integer ids, both directions -------------------------------------------------------
+    def _loc_scale_ids(self, logits):
+        xp = backend.array_module(logits)
+        loc_logits, scale_logits = self._split(logits)
+        scale = None if scale_logits is None else xp.argmax(scale_logits, axis=-1)
+        return xp.argmax(loc_logits, axis=-1), scale
+
+    def reverse_ids(self, y, logits):
+        """y: (...) ids, logits: (..., out) -> x = scale^{-1} (y - loc) mod K."""
+        loc, scale = self._loc_scale_ids(logits)
+        difference = (y - loc) % self.K
+        if scale is None:
+            return difference
+        return (inverse_table(self.K, backend.array_module(y))[scale] * difference) % self.K
+
+    def forward_ids(self, x, logits):
+        """x: (...) ids, logits: (..., out) -> y = (loc + scale x) mod K."""
+        loc, scale = self._loc_scale_ids(logits)
+        return (loc + (x if scale is None else scale * x)) % self.K

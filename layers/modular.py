@@ -1,0 +1,192 @@
+"""Arithmetic on Z_K and its one-hot form: the modulo location-scale transform (paper eq. 5).
+
+Integer form (sampling, evaluation):
+    forward  y = (loc + scale * x) mod K
+    reverse  x = scale^{-1} (y - loc) mod K
+with scale^{-1} from the extended Euclidean algorithm (`inverse_table(K)`). A scale is usable
+iff gcd(scale, K) = 1, so any K >= 2 works (prime K is not required): flows mask the other
+scale values out before the argmax.
+
+One-hot form (training): every map above is a permutation of the one-hot axis chosen by a
+one-hot weight w over the K values of loc (or scale),
+    out[..., k] = sum_s c_s w[..., s] v[..., index[k, s]]            (a "weighted permutation")
+where column s of `index` is the permutation of value s and c_s = 1 unless s is a
+non-invertible scale (c_s = 0: such a scale carries no weight; flows give it logit -inf, so
+its weight is exactly 0 anyway). The map is bilinear in (v, w); its backward is a gather with
+the transposed permutations. Tables are built once per K (and per array module).
+"""
+from functools import lru_cache
+
+import numpy
+
+from npflows import backend
+from npflows.module import Module
+
+DIRECTIONS = ("forward", "reverse")
+
+
+def extended_euclid(a, b):
+    """(g, u, v) with g = gcd(a, b) = u a + v b."""
+    u0, v0, u1, v1 = 1, 0, 0, 1
+    while b:
+        quotient, remainder = divmod(a, b)
+        a, b = b, remainder
+        u0, u1 = u1, u0 - quotient * u1
+        v0, v1 = v1, v0 - quotient * v1
+    return a, u0, v0
+
+
+@lru_cache(maxsize=None)
+def _host_tables(K):
+    if not isinstance(K, (int, numpy.integer)) or K < 2:
+        raise ValueError(f"modular: expected an integer K >= 2, got {K!r}")
+    K = int(K)
+    inverse = numpy.zeros(K, numpy.int64)
+    invertible = numpy.zeros(K, bool)
+    for s in range(1, K):
+        g, u, _ = extended_euclid(s, K)
+        if g == 1:
+            inverse[s], invertible[s] = u % K, True
+    k = numpy.arange(K)[:, None]
+    s = numpy.arange(K)[None, :]
+    inv_s = numpy.where(invertible, inverse, 1)[None, :]  # identity column where unused
+    scale_s = numpy.where(invertible, numpy.arange(K), 1)[None, :]
+    return {
+        "inverse": inverse,
+        "invertible": invertible,
+        # index[k, s] for the maps of the module docstring; "<name>_T" is the transpose
+        "shift_reverse": (k + s) % K, "shift_reverse_T": (k - s) % K,   # x = y - loc
+        "shift_forward": (k - s) % K, "shift_forward_T": (k + s) % K,   # y = x + loc
+        "scale_reverse": (k * scale_s) % K, "scale_reverse_T": (k * inv_s) % K,  # x = y / scale
+        "scale_forward": (k * inv_s) % K, "scale_forward_T": (k * scale_s) % K,  # y = scale x
+    }
+
+
+_device_tables = {}
+
+
+def table(name, K, xp=numpy):
+    """A cached table for K on the array module xp (moved to the device once)."""
+    key = (name, int(K), xp.__name__)
+    if key not in _device_tables:
+        _device_tables[key] = xp.asarray(_host_tables(K)[name])
+    return _device_tables[key]
+
+
+def inverse_table(K, xp=numpy):
+    """inverse[s] = s^{-1} mod K where gcd(s, K) = 1, else 0."""
+    return table("inverse", K, xp)
+
+
+def invertible_mask(K, xp=numpy):
+    """Boolean (K,): True where the scale value s is invertible mod K (s = 0 never is)."""
+    return table("invertible", K, xp)
+
+
+def scale_logit_mask(K, dtype, xp=numpy):
+    """Additive (K,) mask for scale logits: 0 on invertible values, -inf elsewhere (paper sec. 3.3)."""
+    return xp.where(invertible_mask(K, xp), 0.0, -numpy.inf).astype(dtype)
+
+
+def _check_scale(layer, scale, K):
+    xp = backend.array_module(scale)
+    bad = ~invertible_mask(K, xp)[scale % K]
+    if bool(bad.any()):
+        values = sorted({int(v) for v in backend.to_numpy(scale[bad]).ravel()})[:5]
+        raise ValueError(f"{layer}: expected scale values invertible mod {K} (gcd(scale, K) = 1), got {values}")
+
+
+def mod_forward(x, loc, scale, K):
+    """y = (loc + scale * x) mod K on integer arrays (scale may be None: scale 1)."""
+    if scale is None:
+        return (loc + x) % K
+    _check_scale("mod_forward", scale, K)
+    return (loc + scale * x) % K
+
+
+def mod_reverse(y, loc, scale, K):
+    """x = scale^{-1} (y - loc) mod K on integer arrays; inverts mod_forward exactly."""
+    if scale is None:
+        return (y - loc) % K
+    _check_scale("mod_reverse", scale, K)
+    xp = backend.array_module(y)
+    return (inverse_table(K, xp)[scale % K] * (y - loc)) % K
+
+
+def weighted_permutation(v, w, index, column_mask=None):
+    """out[..., k] = sum_s c_s w[..., s] v[..., index[k, s]].   v, w: (..., K) -> (..., K)."""
+    weights = w if column_mask is None else w * column_mask
+    gathered = v[..., index]  # (..., K, K): [k, s]
+    # contiguous output: fancy indexing leaves an odd memory order that would change later sums' rounding
+    return backend.array_module(v).ascontiguousarray((gathered @ weights[..., None])[..., 0])
+
+
+def weighted_permutation_backward(grad_out, v, w, index, transpose, column_mask=None):
+    """Gradients (grad_v, grad_w) of weighted_permutation; docs/gradients.md eqs. (OH1)-(OH2)."""
+    weights = w if column_mask is None else w * column_mask
+    grad_w = (grad_out[..., None, :] @ v[..., index])[..., 0, :]
+    if column_mask is not None:
+        grad_w = grad_w * column_mask
+    grad_v = (grad_out[..., transpose] @ weights[..., None])[..., 0]
+    xp = backend.array_module(v)
+    return xp.ascontiguousarray(grad_v), xp.ascontiguousarray(grad_w)
+
+
+class _OneHotMap(Module):
+    """Shared code of OneHotShift and OneHotScale: v: (..., K), w: (..., K) -> out: (..., K)."""
+
+    kind = None
+
+    def __init__(self, K, direction):
+        if direction not in DIRECTIONS:
+            raise ValueError(f"{type(self).__name__}: expected direction in {DIRECTIONS}, got {direction!r}")
+        _host_tables(K)  # validates K
+        self.K, self.direction = int(K), direction
+
+    def _tables(self, xp):
+        name = f"{self.kind}_{self.direction}"
+        mask = None
+        if self.kind == "scale":
+            mask = invertible_mask(self.K, xp)
+        return table(name, self.K, xp), table(name + "_T", self.K, xp), mask
+
+    def forward(self, v, w):
+        for array in (v, w):
+            if array.shape[-1:] != (self.K,):
+                raise ValueError(f"{type(self).__name__}: expected last dimension {self.K}, got shape {tuple(array.shape)}")
+        if v.shape != w.shape:
+            raise ValueError(f"{type(self).__name__}: expected v and w of one shape, got {tuple(v.shape)} and {tuple(w.shape)}")
+        index, _, mask = self._tables(backend.array_module(v))
+        self._saved = (v, w)
+        return weighted_permutation(v, w, index, None if mask is None else mask.astype(w.dtype))
+
+    def backward(self, grad_out):
+        # docs/gradients.md#one-hot-shift-and-scale, eqs. (OH1)-(OH2)
+        v, w = self._take_saved()
+        index, transpose, mask = self._tables(backend.array_module(v))
+        mask = None if mask is None else mask.astype(w.dtype)
+        return weighted_permutation_backward(grad_out, v, w, index, transpose, mask)
+
+
+class OneHotShift(_OneHotMap):
+    """Circular shift of the one-hot axis by a one-hot location w (a permutation per value).
+
+    direction 'reverse': out = one_hot(v - loc mod K), out[k] = sum_s w_s v[(k + s) mod K];
+    direction 'forward': out = one_hot(v + loc mod K), out[k] = sum_s w_s v[(k - s) mod K].
+    v: (..., K), w: (..., K) -> (..., K).
+    """
+
+    kind = "shift"
+
+
+class OneHotScale(_OneHotMap):
+    """Multiplication by a one-hot scale w on the one-hot axis (a permutation per invertible value).
+
+    direction 'reverse': out = one_hot(scale^{-1} v mod K), out[k] = sum_s c_s w_s v[(k s) mod K];
+    direction 'forward': out = one_hot(scale v mod K), out[k] = sum_s c_s w_s v[(k s^{-1}) mod K];
+    c_s = [gcd(s, K) = 1]: non-invertible scale values carry no weight.
+    v: (..., K), w: (..., K) -> (..., K).
+    """
+
+    kind = "scale"
+

@@ -1,0 +1,157 @@
+"""Small ready-made networks for flows and bases: (B, D, K) one-hot in, (B, D, out) logits out.
+
+- CausalMLP: MADE-style masks (Germain et al., 2015), output at d sees inputs <= d.
+  For DiscreteAutoregressiveFlow and AutoregressiveCategorical (which shift their input).
+- MLP: dense over the flattened sequence (non-causal), for DiscreteBipartiteFlow.
+- LSTMNetwork: causal, any length, incremental sampling, optional initial state (context).
+- npflows.nn.Transformer(..., causal=True, in_features=K, out_features=out) fits as it is.
+CausalMLP and MLP have a fixed length D (the synthetic experiments have one).
+"""
+import numpy
+
+from npflows import backend, init, nn
+from npflows.module import Module
+from npflows.nn.checks import expect_float, expect_last_dim
+
+
+class MaskedDense(Module):
+    """y = x (W * M) + b with a fixed 0/1 connectivity mask M.   x: (..., I) -> y: (..., O)."""
+
+    def __init__(self, in_features, out_features, mask, bias=True, rng=None, dtype=None):
+        mask = numpy.asarray(mask)
+        if mask.shape != (in_features, out_features):
+            raise ValueError(f"MaskedDense: expected mask of shape {(in_features, out_features)}, got {mask.shape}")
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = init.uniform(rng, (in_features, out_features), 1.0 / numpy.sqrt(in_features), dtype)
+        self.bias = init.constant((out_features,), 0.0, dtype) if bias else None
+        self.mask = mask.astype(bool)  # host copy; `_device_mask` caches it per device and dtype
+        self._mask_cache = {}
+
+    def _device_mask(self):
+        data = self.weight.data
+        xp = backend.array_module(data)
+        key = (xp.__name__, data.dtype.str)
+        if key not in self._mask_cache:
+            self._mask_cache[key] = xp.asarray(self.mask, dtype=data.dtype)
+        return self._mask_cache[key]
+
+    def _masked_weight(self):
+        return self.weight.data * self._device_mask()
+
+    def forward(self, x):
+        expect_float(self, x, self.weight.data.dtype)
+        expect_last_dim(self, x, self.in_features)
+        self._saved = x
+        y = x @ self._masked_weight()
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, grad_y):
+        # docs/gradients.md#masked-dense, eqs. (MD1)-(MD3)
+        x = self._take_saved()
+        rows_x, rows_grad = x.reshape(-1, self.in_features), grad_y.reshape(-1, self.out_features)
+        self.weight.grad += (rows_x.T @ rows_grad) * self._device_mask()
+        if self.bias is not None:
+            self.bias.grad += rows_grad.sum(axis=0)
+        return grad_y @ self._masked_weight().T
+
+
+def _check_sequence(module, x):
+    expect_float(module, x)
+    if x.ndim != 3 or x.shape[1:] != (module.length, module.K):
+        raise ValueError(
+            f"{type(module).__name__}: expected input of shape (batch, {module.length}, {module.K}), got {tuple(x.shape)}"
+        )
+
+
+class CausalMLP(Module):
+    """(B, D, K) -> (B, D, out_features); output at position d depends on inputs at positions <= d.
+
+    out = MaskedDense2(tanh(MaskedDense1(x))) + Direct(x) on the flattened (B, D*K) input, with
+    degrees: input unit (d, k) -> d; hidden unit h -> h mod D; output unit (d, j) -> d; a
+    connection exists when degree(source) <= degree(target).
+    """
+
+    def __init__(self, length, K, hidden, out_features, rng=None, dtype=None):
+        rng = init.as_generator(rng)
+        self.length, self.K, self.hidden, self.out_features = length, K, hidden, out_features
+        degree_in = numpy.repeat(numpy.arange(length), K)
+        degree_hidden = numpy.arange(hidden) % length
+        degree_out = numpy.repeat(numpy.arange(length), out_features)
+        self.first = MaskedDense(length * K, hidden, degree_in[:, None] <= degree_hidden[None, :], rng=rng, dtype=dtype)
+        self.activation = nn.Tanh()
+        self.second = MaskedDense(hidden, length * out_features, degree_hidden[:, None] <= degree_out[None, :], rng=rng, dtype=dtype)
+        self.direct = MaskedDense(length * K, length * out_features, degree_in[:, None] <= degree_out[None, :],
+                                  bias=False, rng=rng, dtype=dtype)
+
+    def forward(self, x):
+        _check_sequence(self, x)
+        flat = x.reshape(x.shape[0], -1)
+        out = self.second.forward(self.activation.forward(self.first.forward(flat))) + self.direct.forward(flat)
+        return out.reshape(x.shape[0], self.length, self.out_features)
+
+    def backward(self, grad_out):
+        # docs/gradients.md#masked-dense: the chain rule through the two paths, summed
+        flat_grad = grad_out.reshape(grad_out.shape[0], -1)
+        grad_flat = self.first.backward(self.activation.backward(self.second.backward(flat_grad)))
+        grad_flat = grad_flat + self.direct.backward(flat_grad)
+        return grad_flat.reshape(grad_out.shape[0], self.length, self.K)
+
+
+class MLP(Module):
+    """(B, D, K) -> (B, D, out_features): Dense -> tanh -> Dense over the flattened sequence."""
+
+    def __init__(self, length, K, hidden, out_features, rng=None, dtype=None):
+        rng = init.as_generator(rng)
+        self.length, self.K, self.out_features = length, K, out_features
+        self.body = nn.Sequential(nn.Dense(length * K, hidden, rng=rng, dtype=dtype), nn.Tanh(),
+                                  nn.Dense(hidden, length * out_features, rng=rng, dtype=dtype))
+
+    def forward(self, x):
+        _check_sequence(self, x)
+        return self.body.forward(x.reshape(x.shape[0], -1)).reshape(x.shape[0], self.length, self.out_features)
+
+    def backward(self, grad_out):
+        # docs/gradients.md#sequential, through the flattening reshape
+        grad_flat = self.body.backward(grad_out.reshape(grad_out.shape[0], -1))
+        return grad_flat.reshape(grad_out.shape[0], self.length, self.K)
+
+
+class LSTMNetwork(Module):
+    """(B, D, K) -> (B, D, out_features): an npflows.nn.LSTM, then Dense on every h_t. Causal.
+
+    forward(x, state=None): `state` = the LSTM's initial (h0, c0), each (num_layers, B, hidden)
+    (zeros when None); backward(grad) then returns (grad_x, (grad_h0, grad_c0)), else grad_x.
+    This is how AutoregressiveCategorical takes a conditioning context.
+    Incremental protocol: start_incremental(B, state=None), then step(x_t): (B, K) -> (B, out),
+    carrying (h, c) between calls; it keeps no state for backward.
+    """
+
+    def __init__(self, K, hidden, out_features, num_layers=1, rng=None, dtype=None):
+        rng = init.as_generator(rng)
+        self.K, self.hidden, self.out_features = K, hidden, out_features
+        self.lstm = nn.LSTM(K, hidden, num_layers, rng=rng, dtype=dtype)
+        self.output = nn.Dense(hidden, out_features, rng=rng, dtype=dtype)
+        self._state = None
+
+    def forward(self, x, state=None):
+        expect_float(self, x)
+        if x.ndim != 3 or x.shape[-1] != self.K:
+            raise ValueError(f"LSTMNetwork: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}")
+        hidden_states, _ = self.lstm.forward(x, state)
+        self._saved = state is not None
+        return self.output.forward(hidden_states)
+
+    def backward(self, grad_logits):
+        # docs/gradients.md#lstm, then #dense: the chain rule
+        self._take_saved()
+        return self.lstm.backward(self.output.backward(grad_logits))
+
+    def start_incremental(self, batch_size, state=None):
+        self._batch_size, self._state = batch_size, state
+
+    def step(self, x_t):
+        """x_t: (B, K) one-hot at position t -> (B, out_features) logits at t."""
+        h_top, self._state = self.lstm.step(x_t, self._state)
+        return h_top @ self.output.weight.data + self.output.bias.data
