@@ -33,18 +33,32 @@ def cmd_gradcheck(args):
     return 0 if all(report.passed(args.rtol) for report in reports) else 1
 
 
-def build_parser():
+def _device_options(dtype=True):
+    """--device/--dtype, accepted before and after the subcommand (SUPPRESS: a flag given
+    before the subcommand is not overwritten by the subcommand's default)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--device", choices=("cpu", "gpu"), default=argparse.SUPPRESS,
+                        help="array device (default: $NPFLOWS_DEVICE or cpu)")
+    if dtype:
+        parent.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
+                            help="parameter dtype (train default float32; evaluate/sample: the run's)")
+    return parent
+
+
+def build_parser(experiment_class=None):
+    """The parser; `experiment_class` (when known from argv) adds its options to `train`."""
     parser = argparse.ArgumentParser(
         prog="npflows",
         description="Discrete normalizing flows with hand-written, audited gradients.",
+        parents=[_device_options()],
     )
-    parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
-                        help="array device (default: $NPFLOWS_DEVICE or cpu)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    _add_training_commands(commands, experiment_class)
 
     audit = commands.add_parser(
         "gradcheck",
+        parents=[_device_options(dtype=False)],
         help="audit every backward pass against float64 central finite differences",
         description="Runs float64 central finite differences against every module's hand-written "
         "backward (input and parameter gradients, random shapes, masks on and off) and prints a "
@@ -59,13 +73,129 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.device:
-        from npflows import backend
+# -- train / evaluate / sample: parse here, run in npflows.train ------------------------------
+_VALUED_OPTIONS = {"--device", "--dtype", "--steps", "--batch-size", "--seed", "--out", "--eval-every",
+                   "--checkpoint-every", "--check-every", "--log-every"}
 
-        backend.set_device(args.device)
-    return args.run(args)
+
+class _NameError(ValueError):
+    """An experiment name that does not resolve."""
+
+
+def _usage_errors():
+    """Errors whose message is the whole story: printed without a traceback, exit code 2."""
+    if "npflows.train" not in sys.modules:
+        return (_NameError,)
+    from npflows.checkpoint import CheckpointError
+    from npflows.train import ConfigError
+
+    return (_NameError, ConfigError, CheckpointError)
+
+
+def experiment_from_argv(argv):
+    """The Experiment class named after `train` in argv (so that its options join the
+    parser and its --help), or None when argv is not a train command."""
+    positionals, skip = [], False
+    for token in argv:
+        if not skip and not token.startswith("-"):
+            positionals.append(token)
+        skip = not skip and token in _VALUED_OPTIONS
+    if len(positionals) < 2 or positionals[0] != "train":
+        return None
+    from . import registry
+
+    try:
+        return registry.resolve(positionals[1])
+    except ValueError as error:
+        raise _NameError(str(error)) from None
+
+
+def _add_training_commands(commands, experiment_class):
+    train = commands.add_parser(
+        "train", parents=[_device_options()], help="train an experiment (alone or under mpiexec)",
+        description="Trains EXPERIMENT for --steps optimiser steps in total; writes OUT/config.json, "
+        "OUT/metrics.jsonl, OUT/checkpoint.h5 and OUT/result.json. Under `mpiexec -n W` the global "
+        "--batch-size is split over W data-parallel ranks (docs/distributed.md).",
+    )
+    train.add_argument("experiment", help="a registered name or package.module:attribute")
+    train.add_argument("--steps", type=int, required=True, help="total optimiser steps, counting resumed ones")
+    train.add_argument("--batch-size", type=int, required=True, help="global batch, split evenly over the ranks")
+    train.add_argument("--seed", type=int, default=0, help="one seed for parameters, data order and rank streams")
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.h5")
+    train.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
+    train.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every N steps (0: at the end)")
+    train.add_argument("--check-every", type=int, default=50, help="compare parameter checksums across ranks")
+    train.add_argument("--log-every", type=int, default=10, help="metrics line every N steps (0: at the end)")
+    if experiment_class is not None:
+        experiment_class.add_arguments(train.add_argument_group(f"{experiment_class.__name__} options"))
+    train.set_defaults(run=cmd_train)
+    for name, text in (("evaluate", "print a checkpoint's evaluation metrics as JSON"),
+                       ("sample", "print samples from a checkpoint's model")):
+        command = commands.add_parser(name, parents=[_device_options()], help=text, description=text + ".")
+        command.add_argument("checkpoint", help="OUT/checkpoint.h5 of a training run")
+        if name == "sample":
+            command.add_argument("-n", "--num-samples", type=int, default=8, help="how many samples")
+            command.add_argument("--seed", type=int, default=0, help="sampling seed")
+        command.set_defaults(run=cmd_evaluate if name == "evaluate" else cmd_sample)
+
+
+def _device(args):
+    from npflows import backend
+
+    return getattr(args, "device", None) or backend.device()
+
+
+def cmd_train(args):
+    from npflows import train
+
+    config = {key: value for key, value in vars(args).items() if key not in ("command", "run", "resume")}
+    config.update(device=_device(args), dtype=getattr(args, "dtype", None) or "float32")
+    train.train(experiment_from_argv(["train", args.experiment]), config, resume=args.resume)
+    return 0
+
+
+def _restore(args):
+    from npflows import checkpoint, train
+
+    from . import registry
+
+    state = checkpoint.load(args.checkpoint)
+    try:
+        experiment_class = registry.resolve(str(state.config.get("experiment")))
+    except ValueError as error:
+        raise _NameError(f"{args.checkpoint}: {error}") from None
+    experiment, model = train.restore(experiment_class, state, args.checkpoint, _device(args), getattr(args, "dtype", None))
+    return state, experiment, model
+
+
+def cmd_evaluate(args):
+    state, experiment, model = _restore(args)
+    metrics = {name: float(value) for name, value in experiment.evaluate(model).items()}
+    print(json.dumps({"checkpoint": args.checkpoint, "step": state.step, **metrics}))
+    return 0
+
+
+def cmd_sample(args):
+    import numpy
+
+    _, experiment, model = _restore(args)
+    print(experiment.sample(model, args.num_samples, numpy.random.default_rng(args.seed)))
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser(experiment_from_argv(argv)).parse_args(argv)
+        if getattr(args, "device", None):
+            from npflows import backend
+
+            backend.set_device(args.device)
+        return args.run(args)
+    except _usage_errors() as error:
+        print(f"npflows: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
