@@ -1,0 +1,51 @@
+"""Adam's in-place update against the textbook formula (Kingma & Ba; AdamW's decoupled decay)."""
+import numpy
+from hypothesis import given
+from hypothesis import strategies as st
+
+from npflows import optim
+from npflows.module import Parameter
+
+
+def textbook_adam(theta, grads, lr, betas, eps, weight_decay):
+    """The docstring's formula, written out with fresh arrays, one step per gradient."""
+    beta1, beta2 = betas
+    m, v = numpy.zeros_like(theta), numpy.zeros_like(theta)
+    for t, g in enumerate(grads, start=1):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        theta = theta - lr * m_hat / (numpy.sqrt(v_hat) + eps) - lr * weight_decay * theta
+    return theta, m, v
+
+
+@given(seed=st.integers(0, 2**31), steps=st.integers(1, 6), weight_decay=st.sampled_from([0.0, 0.1]))
+def test_adam_matches_textbook_formula(seed, steps, weight_decay):
+    rng = numpy.random.default_rng(seed)
+    shapes = [(3, 4), (5,), (2, 2, 2)]
+    params = [Parameter(rng.normal(size=shape)) for shape in shapes]
+    start = numpy.concatenate([p.data.reshape(-1) for p in params])
+    adam = optim.Adam(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay)
+    grads = [rng.normal(size=start.size) * 10.0 ** rng.integers(-3, 2) for _ in range(steps)]
+    for grad in grads:
+        adam.flat.grad[...] = grad
+        adam.step()
+    theta, m, v = textbook_adam(start, grads, 0.01, (0.9, 0.99), 1e-8, weight_decay)
+    # float64: the in-place order (sqrt(v) / sqrt(1 - b2^t) instead of sqrt(v / (1 - b2^t)),
+    # decay applied before the Adam term) differs from the formula by a few ulps per step
+    numpy.testing.assert_allclose(adam.m, m, rtol=1e-12, atol=0)
+    numpy.testing.assert_allclose(adam.v, v, rtol=1e-12, atol=0)
+    numpy.testing.assert_allclose(adam.flat.data, theta, rtol=1e-12, atol=1e-15)
+    assert adam.steps == steps
+
+
+def test_adam_step_updates_parameter_views_in_place():
+    params = [Parameter(numpy.ones((2, 3), numpy.float32)), Parameter(numpy.zeros(4, numpy.float32))]
+    adam = optim.Adam(params, lr=0.5)
+    adam.flat.grad[...] = 1.0
+    adam.step()
+    # the first step moves every entry by exactly lr (m_hat / sqrt(v_hat) = g / |g| = 1, up to eps)
+    numpy.testing.assert_allclose(params[0].data, 0.5, rtol=1e-6)
+    numpy.testing.assert_allclose(params[1].data, -0.5, rtol=1e-6)
+    assert all(numpy.shares_memory(p.data, adam.flat.data) for p in params)
+    assert adam.flat.data.dtype == numpy.float32 and adam.m.dtype == numpy.float32
