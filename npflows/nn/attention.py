@@ -45,7 +45,7 @@ class MultiHeadAttention(Module):
             )
         self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
         self.head_dim = d_model // num_heads
-        self.scale = 1.0 / numpy.sqrt(self.head_dim)
+        self.scale = float(1.0 / numpy.sqrt(self.head_dim))  # a Python float: a numpy float64 would promote float32 arrays
         rng = init.as_generator(rng)  # one stream: q/k/v and output weights must differ
         self.qkv = Dense(d_model, 3 * d_model, rng=rng, dtype=dtype)
         self.output = Dense(d_model, d_model, rng=rng, dtype=dtype)
