@@ -11,7 +11,7 @@ from npflows import backend
 from npflows.module import Module
 
 from .modular import OneHotScale, OneHotShift, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
-from .straight_through import OneHotArgmax, argmax_one_hot
+from .straight_through import OneHotArgmax
 
 
 class LocationScale(Module):
@@ -72,10 +72,12 @@ class LocationScale(Module):
         """x: (B, D, K) one-hot, logits -> y: (B, D, K) one-hot (exact: the weights are 0/1)."""
         xp = backend.array_module(x)
         loc_logits, scale_logits = self._split(logits)
-        if self.scale:
+        if self.scale:  # the weights are argmaxes, exactly one-hot: the O(K) gather (w_ids)
             mask = invertible_mask(self.K, xp).astype(x.dtype)
-            x = weighted_permutation(x, argmax_one_hot(scale_logits), table("scale_forward", self.K, xp), mask)
-        return weighted_permutation(x, argmax_one_hot(loc_logits), table("shift_forward", self.K, xp))
+            scale_ids = xp.argmax(scale_logits, axis=-1)
+            x = weighted_permutation(x, None, table("scale_forward", self.K, xp), mask, w_ids=scale_ids)
+        loc_ids = xp.argmax(loc_logits, axis=-1)
+        return weighted_permutation(x, None, table("shift_forward", self.K, xp), w_ids=loc_ids)
 
     # -- integer ids, both directions -------------------------------------------------------
     def _loc_scale_ids(self, logits):

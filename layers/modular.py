@@ -14,6 +14,11 @@ where column s of `index` is the permutation of value s and c_s = 1 unless s is 
 non-invertible scale (c_s = 0: such a scale carries no weight; flows give it logit -inf, so
 its weight is exactly 0 anyway). The map is bilinear in (v, w); its backward is a gather with
 the transposed permutations. Tables are built once per K (and per array module).
+
+Cost: the bilinear form gathers a (..., K, K) array, O(K^2) per position. When w is exactly
+one-hot (always, in training: it is an argmax) the sum has one term, a gather of one column:
+O(K) per position; when v is one-hot too, grad_w is one gather of grad_out (eq. (OH1) with v one-hot). The
+general form remains for other inputs (the finite-difference audit perturbs v and w).
 """
 from functools import lru_cache
 
@@ -113,16 +118,46 @@ def mod_reverse(y, loc, scale, K):
     return (inverse_table(K, xp)[scale % K] * (y - loc)) % K
 
 
-def weighted_permutation(v, w, index, column_mask=None):
-    """out[..., k] = sum_s c_s w[..., s] v[..., index[k, s]].   v, w: (..., K) -> (..., K)."""
+def exact_one_hot_ids(array):
+    """(...) int ids when `array` (..., K) is exactly one-hot (entries 0/1, one 1 per row), else None."""
+    xp = backend.array_module(array)
+    binary = xp.logical_or(array == 0, array == 1).all()
+    if not bool(binary & (array.sum(axis=-1) == 1).all()):  # one host sync per call
+        return None
+    return xp.argmax(array, axis=-1)
+
+
+def _column_weight(column_mask, ids):
+    """c_s at the one-hot weight's value s: (..., 1), or 1 when there is no column mask."""
+    return 1 if column_mask is None else column_mask[ids][..., None]
+
+
+def weighted_permutation(v, w, index, column_mask=None, w_ids=None):
+    """out[..., k] = sum_s c_s w[..., s] v[..., index[k, s]].   v, w: (..., K) -> (..., K).
+
+    w_ids: (...) ids of w when w is exactly one-hot (then out[k] = c_s v[index[k, s]], O(K))."""
+    xp = backend.array_module(v)
+    if w_ids is not None:
+        return xp.take_along_axis(v, index.T[w_ids], axis=-1) * _column_weight(column_mask, w_ids)
     weights = w if column_mask is None else w * column_mask
     gathered = v[..., index]  # (..., K, K): [k, s]
     # contiguous output: fancy indexing leaves an odd memory order that would change later sums' rounding
     return backend.array_module(v).ascontiguousarray((gathered @ weights[..., None])[..., 0])
 
 
-def weighted_permutation_backward(grad_out, v, w, index, transpose, column_mask=None):
-    """Gradients (grad_v, grad_w) of weighted_permutation; docs/gradients.md eqs. (OH1)-(OH2)."""
+def weighted_permutation_backward(grad_out, v, w, index, transpose, column_mask=None, v_ids=None, w_ids=None):
+    """Gradients (grad_v, grad_w) of weighted_permutation; docs/gradients.md eqs. (OH1)-(OH2).
+
+    With both v_ids and w_ids (v and w exactly one-hot) two O(K) gathers:
+    grad_v[j] = c_s grad_out[transpose[j, s]] and grad_w[s] = c_s grad_out[transpose[y, s]]
+    (the k with index[k, s] = y is transpose[y, s]: column s of transpose inverts column s of index)."""
+    xp = backend.array_module(v)
+    if v_ids is not None and w_ids is not None:
+        grad_v = xp.take_along_axis(grad_out, transpose.T[w_ids], axis=-1) * _column_weight(column_mask, w_ids)
+        grad_w = xp.take_along_axis(grad_out, transpose[v_ids], axis=-1)
+        if column_mask is not None:
+            grad_w = grad_w * column_mask
+        return grad_v, grad_w
     weights = w if column_mask is None else w * column_mask
     grad_w = (grad_out[..., None, :] @ v[..., index])[..., 0, :]
     if column_mask is not None:
@@ -157,15 +192,17 @@ class _OneHotMap(Module):
         if v.shape != w.shape:
             raise ValueError(f"{type(self).__name__}: expected v and w of one shape, got {tuple(v.shape)} and {tuple(w.shape)}")
         index, _, mask = self._tables(backend.array_module(v))
-        self._saved = (v, w)
-        return weighted_permutation(v, w, index, None if mask is None else mask.astype(w.dtype))
+        w_ids = exact_one_hot_ids(w)
+        v_ids = None if w_ids is None else exact_one_hot_ids(v)
+        self._saved = (v, w, v_ids, w_ids)
+        return weighted_permutation(v, w, index, None if mask is None else mask.astype(w.dtype), w_ids)
 
     def backward(self, grad_out):
         # docs/gradients.md#one-hot-shift-and-scale, eqs. (OH1)-(OH2)
-        v, w = self._take_saved()
+        v, w, v_ids, w_ids = self._take_saved()
         index, transpose, mask = self._tables(backend.array_module(v))
         mask = None if mask is None else mask.astype(w.dtype)
-        return weighted_permutation_backward(grad_out, v, w, index, transpose, mask)
+        return weighted_permutation_backward(grad_out, v, w, index, transpose, mask, v_ids, w_ids)
 
 
 class OneHotShift(_OneHotMap):

@@ -1,0 +1,371 @@
+"""Character-level language models (paper sections 4.4 PTB and 4.5 text8): `npflows train charlm`.
+
+Three models over the same (N, L) token rows of runners/chardata.py:
+- `--model flow`: a factorised Categorical base under `--num-flows` discrete bipartite flows
+  (paper: 8); each flow's network reads the kept positions in both directions, a
+  bidirectional LSTM (`--network lstm`: embedding + LSTM per direction, paper 400/915) or a
+  non-causal Transformer (`--network transformer`, text8: 2-3 layers, 512, 2048 filter, 8
+  heads); location only or location-scale (`--scale`); generation is one parallel pass per flow.
+- `--model factorized`: the same base with no flow (what a flow that learned nothing scores).
+- `--model lstm`: the autoregressive LSTM baseline (embedding, LSTM, softmax; start symbol K).
+Bits per character: the model's total -log2 p of a row divided by its counted positions
+(characters + one EOS; chardata.bits_per_character). A flow models all L positions, PAD
+included; the LSTM stops at EOS (PAD after it is certain), as a language model does. Every
+evaluation also reports `factorized_optimum_bpc`: the held-out bpc of the best factorised base,
+the training set's per-position frequencies (add-1/2 smoothing), computed in closed form.
+"""
+import math
+
+import numpy
+
+import layers
+from npflows import backend, nn, optim
+from npflows.module import Module
+from npflows.train import ConfigError, Experiment
+
+from . import chardata
+
+MODELS = ("flow", "factorized", "lstm")
+DATASETS = ("ptb-dev", "ptb", "text8", "textfile")
+
+
+# -- models ----------------------------------------------------------------------------------
+class LSTMLanguageModel(Module):
+    """p(y) = prod_t softmax(Dense(LSTM(Embedding([START] + y_<t))))[y_t]; ids (B, T) in [0, K).
+
+    Embedding row K is the start symbol. `nll(ids, weights)` -> (B,) nats summed over positions
+    with weight 1 (PAD after EOS has weight 0: the model stops at EOS), with `backward` after it.
+    """
+
+    def __init__(self, K, embedding, hidden, num_layers, rng=None):
+        self.K = K
+        self.embedding = nn.Embedding(K + 1, embedding, rng=rng)
+        self.lstm = nn.LSTM(embedding, hidden, num_layers, rng=rng)
+        self.output = nn.Dense(hidden, K, rng=rng)
+        self.loss = nn.SoftmaxCrossEntropy(reduction="none")
+
+    def _inputs(self, ids):
+        xp = backend.array_module(ids)
+        start = xp.full((ids.shape[0], 1), self.K, dtype=ids.dtype)
+        return xp.concatenate([start, ids[:, :-1]], axis=1)
+
+    def nll(self, ids, weights):
+        hidden, _ = self.lstm.forward(self.embedding.forward(self._inputs(ids)))
+        return self.loss.forward(self.output.forward(hidden), ids, mask=weights).sum(axis=1)
+
+    def backward(self, grad_nll):
+        # docs/gradients.md#cross-entropy, #dense, #lstm, #embedding: the chain rule
+        grad_logits, _ = self.loss.backward(grad_nll[:, None])
+        self.embedding.backward(self.lstm.backward(self.output.backward(grad_logits)))
+
+    def sample(self, n, length, rng, carry_state=True, stop_id=None):
+        """(n, length) ids, one LSTM step per position with the state carried (carry_state=True),
+        or the whole prefix re-run at every position (the quadratic baseline). stop_id: stop once
+        every row has produced it."""
+        xp = backend.array_module(self.output.weight.data)
+        rng = numpy.random.default_rng(rng)
+        ids = xp.full((n, length), 0, dtype=xp.int64)
+        previous, state = xp.full((n,), self.K, dtype=xp.int64), None
+        for t in range(length):
+            if carry_state:
+                top, state = self.lstm.step(self.embedding.weight.data[previous], state)
+            else:
+                prefix = xp.concatenate([xp.full((n, 1), self.K, xp.int64), ids[:, :t]], axis=1)
+                top = self.lstm.forward(self.embedding.weight.data[prefix])[0][:, -1]
+            probs = nn.softmax(top @ self.output.weight.data + self.output.bias.data)
+            uniforms = xp.asarray(rng.random((n, 1)), dtype=probs.dtype)
+            previous = xp.minimum((uniforms >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
+            ids[:, t] = previous
+            if stop_id is not None and bool((ids[:, :t + 1] == stop_id).any(axis=1).all()):
+                break
+        return ids
+
+
+def flow_masks(num_flows, length, pattern):
+    """Kept-position masks, flows[0] (data side) first. 'alternate': even, odd, even, ... (the
+    paper). 'hierarchical': flow i transforms the positions d = 2^l mod 2^(l+1), l = i mod levels,
+    given all others: odd positions from the even ones, then d = 2 mod 4 from d = 0 mod 4, ..."""
+    if pattern == "alternate":
+        return ["even" if index % 2 == 0 else "odd" for index in range(num_flows)]
+    levels = max(1, math.ceil(math.log2(length)))
+    positions = numpy.arange(length)
+    masks = []
+    for index in range(num_flows):
+        step = 2 ** (index % levels)
+        masks.append((positions % (2 * step) != step).astype(numpy.int64))
+    return masks
+
+
+class PredictiveNetwork(Module):
+    """A flow network read as a predictor of the characters it transforms (x -> (B, D, K or 2K)).
+
+    `inner` outputs prediction logits `pred` (B, D, K) (then the scale logits, with scale on);
+    the location logits are pred rolled by `anchor`: loc[s] = pred[(s + anchor) mod K], so the
+    argmax shift maps a correctly predicted character y to x = y - (y - anchor) = anchor. While
+    training, `aux_weight * aux_scale * CE(softmax(pred), y)` at the transformed positions (the
+    all-zero rows of the input) joins the straight-through gradient: set `target` (the flow's
+    y, one-hot) before forward (PredictiveBipartiteFlow does) and `aux_scale` per batch.
+    """
+
+    def __init__(self, inner, K, anchor, aux_weight=0.0):
+        self.inner, self.K, self.anchor, self.aux_weight = inner, K, int(anchor), float(aux_weight)
+        self.output = inner.output  # what identity initialisation zeroes
+        self.target, self.aux_scale = None, 0.0
+        self._roll = (numpy.arange(K) + self.anchor) % K
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        logits = self.inner.forward(x)
+        rolled = xp.concatenate([logits[..., :self.K][..., self._roll], logits[..., self.K:]], axis=-1)
+        self._saved = (x, logits, self.target)
+        self.target = None
+        return rolled
+
+    def backward(self, grad_rolled):
+        # loc[s] = pred[roll[s]]: the gradient goes back through the inverse permutation; then + the auxiliary CE's
+        x, logits, target = self._take_saved()
+        xp = backend.array_module(grad_rolled)
+        grad = xp.empty_like(grad_rolled)
+        grad[..., self._roll] = grad_rolled[..., :self.K]
+        grad[..., self.K:] = grad_rolled[..., self.K:]
+        if target is not None and self.aux_weight and self.aux_scale:
+            transformed = (x.sum(axis=-1, keepdims=True) == 0).astype(x.dtype)
+            grad[..., :self.K] += (nn.softmax(logits[..., :self.K]) - target) * transformed * (self.aux_weight * self.aux_scale)
+        return self.inner.backward(grad)
+
+
+class PredictiveBipartiteFlow(layers.DiscreteBipartiteFlow):
+    """DiscreteBipartiteFlow that hands its data-side y to a PredictiveNetwork in the training pass."""
+
+    def _reverse_one_hot(self, y):
+        self.network.target = y
+        return super()._reverse_one_hot(y)
+
+
+def build_flow_model(K, length, options, rng):
+    """FlowModel of options['num_flows'] bipartite flows over a FactorizedCategorical(length, K)."""
+    scale, out = bool(options.get("scale")), (2 if options.get("scale") else 1) * K
+    flows = []
+    for mask in flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate")):
+        if options.get("network", "lstm") == "lstm":
+            network = layers.BidirectionalLSTMNetwork(K, options["embedding"], options["hidden"], out,
+                                                      options.get("num_layers", 1), rng=rng)
+        else:
+            network = nn.Transformer(options.get("num_layers", 2), options["hidden"], options.get("heads", 8),
+                                     options.get("filter", 4 * options["hidden"]), causal=False, max_length=length,
+                                     in_features=K, out_features=out, rng=rng)
+        predictive = options.get("anchor") is not None
+        if predictive:
+            network = PredictiveNetwork(network, K, options["anchor"], options.get("aux_weight", 0.0))
+        if options.get("flow_init", "identity") == "identity":
+            # zero weights, and a margin on shift 0 (and scale 1): the identity, which small updates
+            # keep; with margin ~ temperature * log(K - 1) softmax(logits / T) is not saturated
+            network.output.weight.data[...] = 0
+            network.output.bias.data[...] = 0
+            margin = options.get("identity_margin", 0.4)
+            network.output.bias.data[options["anchor"] if predictive else 0] = margin
+            if scale:
+                network.output.bias.data[K + 1] = margin
+        flows.append((PredictiveBipartiteFlow if predictive else layers.DiscreteBipartiteFlow)(network, K, mask, scale=scale, temperature=options.get("temperature", 0.1)))
+    return layers.FlowModel(flows, layers.FactorizedCategorical(length, K))
+
+
+class GroupAdam(optim.Adam):
+    """Adam with a per-entry learning-rate multiplier (flat, like the parameters): flow vs base."""
+
+    def __init__(self, flat, lr, multiplier):
+        super().__init__(flat, lr=lr)
+        self.multiplier = multiplier
+
+    def step(self, lr=None):
+        saved = self.flat.data.copy()
+        super().step(lr)
+        self.flat.data[...] = saved + (self.flat.data - saved) * self.multiplier
+
+
+# -- the experiment --------------------------------------------------------------------------
+def load_data(config):
+    name, path = config.get("data", "ptb-dev"), config.get("data_path")
+    if name == "ptb-dev":
+        return chardata.load_ptb_dev_split(path or chardata.DEV_PTB_PATH, config.get("train_fraction", 0.9),
+                                           max_length=config.get("max_length", chardata.PTB_MAX_LENGTH))
+    if path is None:
+        raise ConfigError(f"charlm: --data {name} needs --data-path (a directory for ptb, a file otherwise)")
+    if name == "ptb":
+        return chardata.load_ptb(path, max_length=config.get("max_length", chardata.PTB_MAX_LENGTH))
+    loader = chardata.load_text8 if name == "text8" else chardata.load_text
+    return loader(path, seq_len=config.get("seq_len", chardata.TEXT8_SEQ_LEN))
+
+
+class CharLM(Experiment):
+    """See the module docstring. Metrics: `<split>_bpc` for every held-out split, and the
+    closed-form factorised optimum `<split>_factorized_optimum_bpc` beside it."""
+
+    @classmethod
+    def add_arguments(cls, parser):
+        add = parser.add_argument
+        add("--data", choices=DATASETS, default="ptb-dev", help="ptb-dev: one PTB file split by sentences (train/eval)")
+        add("--data-path", default=None, help="ptb: directory of ptb.char.*.txt; text8/textfile: the file")
+        add("--train-fraction", type=float, default=0.9, help="ptb-dev: fraction of sentences for training")
+        add("--max-length", type=int, default=chardata.PTB_MAX_LENGTH, help="PTB rows: padded length (paper 288)")
+        add("--seq-len", type=int, default=chardata.TEXT8_SEQ_LEN, help="text8/textfile chunk length (paper 256)")
+        add("--model", choices=MODELS, default="flow", help="bipartite flow, its factorised base alone, or the AR LSTM")
+        add("--network", choices=("lstm", "transformer"), default="lstm", help="each flow's network")
+        add("--num-flows", type=int, default=8, help="bipartite flows (paper 8)")
+        add("--masks", choices=("alternate", "hierarchical"), default="alternate", help="kept positions per flow")
+        add("--embedding", type=int, default=64, help="embedding size (paper 400)")
+        add("--hidden", type=int, default=128, help="LSTM hidden units per direction / Transformer width (paper 915 / 512)")
+        add("--num-layers", type=int, default=1, help="LSTM or Transformer layers")
+        add("--heads", type=int, default=8, help="Transformer heads")
+        add("--filter", type=int, default=None, help="Transformer feed-forward size (default 4 x hidden)")
+        add("--scale", action="store_true", help="location-scale flows (masked non-invertible scales)")
+        add("--temperature", type=float, default=0.1, help="straight-through softmax temperature (paper 0.1)")
+        add("--flow-init", choices=("identity", "random"), default="identity", help="identity: zero output layers")
+        add("--identity-margin", type=float, default=0.0, help="identity init: logit margin of shift 0 (and scale 1)")
+        add("--aux-weight", type=float, default=1.0,
+            help="flows: weight of the auxiliary cross-entropy that trains each network to predict the characters it "
+                 "transforms (0: the straight-through gradient alone)")
+        add("--anchor", type=int, default=None, help="flows: where a correct prediction sends a character (default: the most frequent)")
+        add("--base-init", choices=("uniform", "empirical"), default="empirical",
+            help="empirical: base logits = log training frequencies per position")
+        add("--lr", type=float, default=3e-3, help="Adam learning rate, cosine decay to 0 after --warmup")
+        add("--base-lr-scale", type=float, default=10.0, help="the base's learning rate / the flows' (flow model)")
+        add("--warmup", type=int, default=0, help="linear warm-up steps")
+        add("--max-grad-norm", type=float, default=None, help="global gradient-norm clipping")
+        add("--eval-limit", type=int, default=0, help="evaluate on the first N held-out rows (0: all)")
+        add("--eval-batch-size", type=int, default=64, help="rows per evaluation batch")
+
+    def __init__(self, config):
+        import argparse
+
+        defaults = argparse.ArgumentParser(add_help=False)
+        self.add_arguments(defaults)
+        config = {**vars(defaults.parse_args([])), **{key: value for key, value in config.items() if value is not None}}
+        super().__init__(config)
+        self.data = load_data(config)
+        self.train_split = self.data["train"]
+        self.K, self.length = self.train_split.vocab_size, self.train_split.tokens.shape[1]
+        # ptb-dev's "eval" split is reported as "heldout" (the loop prefixes eval_ to metric names)
+        self.heldout = {("heldout" if name == "eval" else name): split for name, split in self.data.items() if name != "train"}
+        self.chars_per_row = float(self.train_split.mask.sum(dtype="float64")) / len(self.train_split.tokens)
+        counts = numpy.stack([numpy.bincount(column, minlength=self.K) for column in self.train_split.tokens.T])
+        # the most frequent symbol over all positions (PTB: PAD): the relabelling leaves padding as it is
+        self.anchor = int(numpy.argmax(numpy.bincount(self.train_split.tokens.ravel(), minlength=self.K)))
+        self.log_frequencies = numpy.log((counts + 0.5) / (counts + 0.5).sum(axis=1, keepdims=True))  # (L, K)
+
+    def build_model(self, rng):
+        config, model = self.config, self.config.get("model", "flow")
+        if model == "lstm":
+            return LSTMLanguageModel(self.K, config.get("embedding", 64), config.get("hidden", 128), config.get("num_layers", 1), rng)
+        options = {**config, "num_flows": 0 if model == "factorized" else config.get("num_flows", 8)}
+        if options.get("anchor") is None:
+            options["anchor"] = self.anchor
+        options.setdefault("embedding", 64)
+        options.setdefault("hidden", 128)
+        if options.get("filter") is None:
+            options["filter"] = 4 * options["hidden"]
+        flow_model = build_flow_model(self.K, self.length, options, rng)
+        if config.get("base_init", "empirical") == "empirical":
+            flow_model.base.logits.data[...] = backend.asarray(self.log_frequencies, dtype=flow_model.base.logits.data.dtype)
+        return flow_model
+
+    def build_optimizer(self, flat):
+        lr, base_scale = float(self.config.get("lr") or 3e-3), float(self.config.get("base_lr_scale", 1.0))
+        if self.config.get("model", "flow") != "flow" or base_scale == 1.0:
+            return optim.Adam(flat, lr=lr)
+        multiplier = numpy.ones(len(flat.data))
+        multiplier[-self.length * self.K:] = base_scale  # FlowModel's parameters: the flows', then the base's logits
+        return GroupAdam(flat, lr, backend.asarray(multiplier, dtype=flat.data.dtype))
+
+    def learning_rate(self, step):
+        return optim.warmup_decay(float(self.config.get("lr") or 3e-3), self.config.get("warmup", 0),
+                                  total_steps=self.config["steps"])(step)
+
+    @property
+    def train_examples(self):
+        return {"tokens": self.train_split.tokens, "mask": self.train_split.mask}
+
+    def loss_and_backward(self, model, batch, rng):
+        """Mean over the shard of -log p(row) / (mean counted positions per training row): nats per character."""
+        tokens, weights = batch["tokens"], batch["mask"]
+        xp, dtype = backend.array_module(weights), weights.dtype
+        rows = tokens.shape[0]
+        scale = 1.0 / (rows * self.chars_per_row)
+        if isinstance(model, LSTMLanguageModel):
+            stop = int(backend.to_numpy(weights.sum(axis=1)).max())  # the longest row's EOS: no step past it
+            nll = model.nll(tokens[:, :stop].astype(xp.int64), weights[:, :stop])
+            model.backward(xp.full((rows,), scale, dtype=dtype))
+            return nll.sum() * scale
+        for flow in model.flows:
+            flow.network.aux_scale = scale
+        log_prob = model.log_prob(layers.one_hot(tokens.astype(xp.int64), self.K, dtype))
+        model.backward(xp.full((rows,), -scale, dtype=dtype))
+        return -log_prob.sum() * scale
+
+    def row_nll(self, model, tokens, weights):
+        """(B,) nats of each row (ids route, no backward state kept for training)."""
+        xp = backend.array_module(weights)
+        if isinstance(model, LSTMLanguageModel):
+            stop = int(backend.to_numpy(weights.sum(axis=1)).max())
+            return model.nll(tokens[:, :stop], weights[:, :stop])
+        return -model.log_prob(tokens.astype(xp.int64))
+
+    def evaluate(self, model):
+        metrics = {}
+        for name, split in self.heldout.items():
+            limit = self.config.get("eval_limit") or len(split.tokens)
+            tokens, mask = split.tokens[:limit], numpy.asarray(split.mask[:limit])
+            size, total = int(self.config.get("eval_batch_size") or 64), 0.0
+            for start in range(0, len(tokens), size):
+                batch_tokens = backend.asarray(tokens[start:start + size].astype(numpy.int64))
+                batch_mask = backend.asarray(mask[start:start + size], dtype=backend.default_dtype())
+                total += float(backend.to_numpy(self.row_nll(model, batch_tokens, batch_mask)).sum(dtype="float64"))
+                for module in model.modules():
+                    module._saved = None
+            counted = float(mask.sum(dtype="float64"))
+            metrics[f"{name}_bpc"] = total / (counted * math.log(2))
+            optimum = -self.log_frequencies[numpy.arange(self.length), tokens].sum(dtype="float64")
+            metrics[f"{name}_factorized_optimum_bpc"] = optimum / (counted * math.log(2))
+        return metrics
+
+    def sample(self, model, num_samples, rng):
+        """Decoded text, one sample a line (PTB: up to EOS, `_` shown as a space)."""
+        if isinstance(model, LSTMLanguageModel):
+            ids = model.sample(num_samples, self.length, rng, stop_id=self.train_split.eos_id)
+        else:
+            ids = layers.to_ids(model.sample(num_samples, rng))
+        text = self.train_split.decode(backend.to_numpy(ids))
+        return "\n".join(text)
+
+
+def plot_bpc_curves(path, runs):
+    """PNG of held-out bpc against training seconds; runs: {label: run directory (metrics.jsonl)}."""
+    import json
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(6, 3.6))
+    for label, directory in runs.items():
+        with open(os.path.join(directory, "metrics.jsonl")) as handle:
+            records = [json.loads(line) for line in handle]
+        points = [(r["wall_seconds"], value) for r in records for key, value in r.items()
+                  if key.startswith("eval_") and key.endswith("_bpc") and "optimum" not in key]
+        if points:
+            axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+    axis.set_xlabel("training seconds (wall clock)")
+    axis.set_ylabel("held-out bits per character")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    pyplot.close(figure)
+
+
+if __name__ == "__main__":  # python -m runners.charlm OUT.png LABEL=RUN_DIR ...
+    import sys
+
+    plot_bpc_curves(sys.argv[1], dict(argument.split("=", 1) for argument in sys.argv[2:]))

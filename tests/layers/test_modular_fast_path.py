@@ -1,0 +1,32 @@
+"""The O(K) gather path of the one-hot shift/scale maps (taken when the weight, and for grad_w
+the value, are exactly one-hot, as in training) equals the general O(K^2) bilinear form."""
+import numpy
+from hypothesis import given, strategies as st
+
+import layers
+from layers import modular
+
+
+@given(K=st.sampled_from([2, 5, 12, 51]), seed=st.integers(0, 2**16),
+       kind=st.sampled_from(["shift", "scale"]), direction=st.sampled_from(["reverse", "forward"]))
+def test_fast_path_gives_exactly_the_general_values_and_gradients(K, seed, kind, direction):
+    rng = numpy.random.default_rng(seed)
+    op = (layers.OneHotShift if kind == "shift" else layers.OneHotScale)(K, direction)
+    value_ids, weight_ids = rng.integers(0, K, (3, 4)), rng.integers(0, K, (3, 4))
+    if kind == "scale":
+        weight_ids = numpy.where(modular.invertible_mask(K)[weight_ids], weight_ids, 1)
+    v, w = layers.one_hot(value_ids, K, numpy.float64), layers.one_hot(weight_ids, K, numpy.float64)
+    grad = rng.standard_normal((3, 4, K))
+    out = op.forward(v, w)
+    grad_v, grad_w = op.backward(grad)
+    index, transpose, mask = op._tables(numpy)
+    mask = None if mask is None else mask.astype(numpy.float64)
+    # exact: both paths pick or add single float64 entries times 0/1 weights, no rounding
+    assert (out == modular.weighted_permutation(v, w, index, mask)).all()
+    general_v, general_w = modular.weighted_permutation_backward(grad, v, w, index, transpose, mask)
+    assert (grad_v == general_v).all() and (grad_w == general_w).all()
+
+
+def test_fast_path_is_not_taken_for_weights_off_the_one_hot_set():
+    v = layers.one_hot(numpy.array([[1, 2]]), 5, numpy.float64)
+    assert modular.exact_one_hot_ids(v * 0.5) is None and modular.exact_one_hot_ids(v).tolist() == [[1, 2]]

@@ -1,0 +1,138 @@
+"""`npflows train charlm` end to end at a tiny size (PTB format and text8 format files written
+here), its evaluate/sample commands on the checkpoint, one two-rank MPI run, and the pieces:
+flow masks, the bidirectional network's gradients and non-causality, the closed-form
+factorised optimum."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+
+import layers
+from npflows import distributed, gradcheck
+from runners import charlm, chardata
+
+ROOT = Path(__file__).resolve().parents[2]
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
+ENV = {key: value for key, value in os.environ.items() if key not in distributed.LAUNCHER_VARIABLES}
+ENV.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+           PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"]
+TINY = ["--embedding", "8", "--hidden", "8", "--num-flows", "2", "--eval-batch-size", "16"]
+
+
+def _ptb_file(path, sentences=40, seed=0):
+    """Mikolov-format sentences: characters separated by spaces, `_` between words."""
+    rng = numpy.random.default_rng(seed)
+    lines = []
+    for _ in range(sentences):
+        words = [WORDS[i] for i in rng.integers(0, len(WORDS), rng.integers(2, 6))]
+        lines.append(" " + " ".join("_".join(words)) + " ")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _cli(args, ranks=0, timeout=120):
+    command = ([str(MPIEXEC), "-n", str(ranks)] if ranks else []) + [sys.executable, "-m", "runners.cli", *args]
+    process = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert process.returncode == 0, process.stderr
+    return process.stdout
+
+
+def _train(out, data, *extra, steps=6, ranks=0):
+    _cli(["train", "charlm", "--steps", str(steps), "--batch-size", "8", "--out", str(out), "--dtype", "float64",
+          "--log-every", "0", "--data", "ptb-dev", "--data-path", str(data), "--max-length", "40", *TINY, *extra], ranks)
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ptb_file(tmp_path_factory):
+    return _ptb_file(tmp_path_factory.mktemp("ptb") / "ptb.char.valid.txt")
+
+
+@pytest.mark.parametrize("model", [["--model", "flow"], ["--model", "flow", "--network", "transformer", "--scale", "--heads", "2"],
+                                   ["--model", "lstm"]])
+def test_training_then_evaluate_and_sample_on_the_checkpoint(tmp_path, ptb_file, model):
+    result = _train(tmp_path, ptb_file, *model)
+    bpc = result["eval"]["heldout_bpc"]
+    assert math.isfinite(bpc) and 0 < bpc < 3 * result["eval"]["heldout_factorized_optimum_bpc"]
+    evaluated = json.loads(_cli(["evaluate", str(tmp_path / "checkpoint.h5")]))
+    assert evaluated["heldout_bpc"] == pytest.approx(bpc, rel=1e-12)  # float64, the same arithmetic
+    samples = _cli(["sample", str(tmp_path / "checkpoint.h5"), "-n", "3"]).rstrip("\n").split("\n")
+    alphabet = set("".join(WORDS)) | {" "}
+    assert len(samples) == 3 and all(set(line) <= alphabet for line in samples)
+
+
+def test_the_factorized_base_at_its_empirical_init_scores_the_closed_form_optimum(tmp_path, ptb_file):
+    result = _train(tmp_path, ptb_file, "--model", "factorized", steps=0)
+    # float64 logits = log frequencies exactly; the sums differ only in rounding
+    assert result["eval"]["heldout_bpc"] == pytest.approx(result["eval"]["heldout_factorized_optimum_bpc"], rel=1e-10)
+
+
+def test_a_flow_at_identity_init_scores_exactly_what_its_base_alone_scores(tmp_path, ptb_file):
+    flow = _train(tmp_path / "flow", ptb_file, "--model", "flow", steps=0)["eval"]
+    base = _train(tmp_path / "base", ptb_file, "--model", "factorized", steps=0)["eval"]
+    assert flow["heldout_bpc"] == base["heldout_bpc"]  # identity flows: the same base, the same row order
+
+
+def test_two_ranks_train_the_flow_as_one_rank_does(tmp_path, ptb_file):
+    if not MPIEXEC.exists():
+        pytest.fail(f"no mpiexec beside {sys.executable}; install the `mpich` wheel")
+    single = _train(tmp_path / "one", ptb_file, steps=4)["eval"]["heldout_bpc"]
+    double = _train(tmp_path / "two", ptb_file, steps=4, ranks=2)["eval"]["heldout_bpc"]
+    # float64: only the summation order of the batch mean differs (two half-batch means, one Allreduce)
+    assert double == pytest.approx(single, rel=1e-9)
+
+
+def test_text8_format_file_trains_with_the_27_symbol_alphabet(tmp_path):
+    rng = numpy.random.default_rng(1)
+    text = " ".join(WORDS[i] for i in rng.integers(0, len(WORDS), 400))
+    (tmp_path / "text8").write_text(text)
+    result = _cli(["train", "charlm", "--steps", "2", "--batch-size", "4", "--out", str(tmp_path / "run"), "--log-every", "0",
+                   "--data", "text8", "--data-path", str(tmp_path / "text8"), "--seq-len", "32", *TINY,
+                   "--network", "transformer", "--heads", "2"])
+    metrics = json.loads((tmp_path / "run" / "result.json").read_text())["eval"]
+    assert set(metrics) == {"valid_bpc", "valid_factorized_optimum_bpc", "test_bpc", "test_factorized_optimum_bpc"}
+    assert "step 2/2" in result
+
+
+def test_a_dataset_without_its_path_is_a_clear_error(tmp_path):
+    process = subprocess.run([sys.executable, "-m", "runners.cli", "train", "charlm", "--steps", "1", "--batch-size", "2",
+                              "--out", str(tmp_path), "--data", "text8"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert process.returncode == 2 and "--data text8 needs --data-path" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_hierarchical_masks_transform_odd_then_2_mod_4_then_4_mod_8():
+    masks = charlm.flow_masks(4, 8, "hierarchical")
+    transformed = [numpy.flatnonzero(1 - mask).tolist() for mask in masks]
+    assert transformed == [[1, 3, 5, 7], [2, 6], [4], [1, 3, 5, 7]]  # 3 levels for length 8, then again
+    assert charlm.flow_masks(3, 8, "alternate") == ["even", "odd", "even"]
+
+
+def test_bidirectional_network_gradients_match_finite_differences():
+    rng = numpy.random.default_rng(0)
+    network = layers.BidirectionalLSTMNetwork(5, 3, 4, 6, num_layers=2, rng=rng, dtype=numpy.float64)
+    report = gradcheck.check_case("BidirectionalLSTMNetwork", gradcheck.Case(network, (rng.standard_normal((2, 4, 5)),)), rng)
+    assert report.passed(1e-6), report.as_dict()
+
+
+def test_bidirectional_network_output_at_d_depends_on_later_positions():
+    rng = numpy.random.default_rng(0)
+    network = layers.BidirectionalLSTMNetwork(5, 3, 4, 6, rng=rng, dtype=numpy.float64)
+    x = layers.one_hot(rng.integers(0, 5, (1, 6)), 5, numpy.float64)
+    changed = x.copy()
+    changed[0, 5] = numpy.roll(changed[0, 5], 1)
+    difference = numpy.abs(network.forward(changed) - network.forward(x)).max(axis=-1)[0]
+    assert (difference[:5] > 0).all()  # position 5 reaches every earlier output (a causal net would give 0)
+
+
+def test_factorized_optimum_uses_training_frequencies_with_half_count_smoothing(ptb_file):
+    experiment = charlm.CharLM({"data": "ptb-dev", "data_path": str(ptb_file), "max_length": 40})
+    train = chardata.load_ptb_dev_split(ptb_file, max_length=40)["train"]
+    counts = (train.tokens[:, 0, None] == numpy.arange(train.vocab_size)).sum(axis=0)
+    expected = numpy.log((counts + 0.5) / (counts + 0.5).sum())
+    numpy.testing.assert_allclose(experiment.log_frequencies[0], expected, rtol=1e-12)  # float64 both sides
