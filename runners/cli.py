@@ -4,6 +4,7 @@ It lives on the top floor (runners/) so that nothing below it imports upward.
 """
 import argparse
 import json
+import shlex
 import sys
 
 
@@ -45,8 +46,9 @@ def _device_options(dtype=True):
     return parent
 
 
-def build_parser(experiment_class=None):
-    """The parser; `experiment_class` (when known from argv) adds its options to `train`."""
+def build_parser(experiment_class=None, reproduction=None):
+    """The parser; `experiment_class` (when known from argv) adds its options to `train`,
+    `reproduction` (a reproduce function, when known from argv) its options to `reproduce`."""
     parser = argparse.ArgumentParser(
         prog="npflows",
         description="Discrete normalizing flows with hand-written, audited gradients.",
@@ -55,6 +57,7 @@ def build_parser(experiment_class=None):
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _add_training_commands(commands, experiment_class)
+    _add_reproduce_command(commands, reproduction)
 
     audit = commands.add_parser(
         "gradcheck",
@@ -92,14 +95,19 @@ def _usage_errors():
     return (_NameError, ConfigError, CheckpointError)
 
 
-def experiment_from_argv(argv):
-    """The Experiment class named after `train` in argv (so that its options join the
-    parser and its --help), or None when argv is not a train command."""
+def _positionals(argv):
     positionals, skip = [], False
     for token in argv:
         if not skip and not token.startswith("-"):
             positionals.append(token)
         skip = not skip and token in _VALUED_OPTIONS
+    return positionals
+
+
+def experiment_from_argv(argv):
+    """The Experiment class named after `train` in argv (so that its options join the
+    parser and its --help), or None when argv is not a train command."""
+    positionals = _positionals(argv)
     if len(positionals) < 2 or positionals[0] != "train":
         return None
     from . import registry
@@ -138,6 +146,43 @@ def _add_training_commands(commands, experiment_class):
             command.add_argument("-n", "--num-samples", type=int, default=8, help="how many samples")
             command.add_argument("--seed", type=int, default=0, help="sampling seed")
         command.set_defaults(run=cmd_evaluate if name == "evaluate" else cmd_sample)
+
+
+# -- reproduce: parse here, run in the runner named by runners.reproduce.REPRODUCTIONS -------
+def reproduction_from_argv(argv):
+    """The reproduce function named after `reproduce` in argv, or None."""
+    positionals = _positionals(argv)
+    if len(positionals) < 2 or positionals[0] != "reproduce":
+        return None
+    from . import reproduce
+
+    try:
+        return reproduce.resolve(positionals[1])
+    except ValueError as error:
+        raise _NameError(str(error)) from None
+
+
+def _add_reproduce_command(commands, reproduction):
+    from . import reproduce
+
+    command = commands.add_parser(
+        "reproduce", parents=[_device_options()], help="train every model of a paper table or figure",
+        description="Trains every model variant of NAME through the training loop of `npflows train`, "
+        "prints our numbers beside the paper's and writes OUT/result.json and OUT/result.md "
+        "(each variant's run in OUT/VARIANT). NAME: " + ", ".join(reproduce.names()) + ".",
+    )
+    command.add_argument("name", help="one of " + ", ".join(reproduce.names()))
+    reproduce.add_common_arguments(command)
+    if reproduction is not None and hasattr(reproduction, "add_arguments"):
+        reproduction.add_arguments(command.add_argument_group(f"{reproduction.__name__} options"))
+    command.set_defaults(run=cmd_reproduce)
+
+
+def cmd_reproduce(args):
+    from . import reproduce
+
+    reproduce.resolve(args.name)(args)
+    return 0
 
 
 def _device(args):
@@ -187,7 +232,9 @@ def cmd_sample(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser(experiment_from_argv(argv)).parse_args(argv)
+        args = build_parser(experiment_from_argv(argv), reproduction_from_argv(argv)).parse_args(argv)
+        if args.command == "reproduce":  # result.md quotes it; train configs must not (resume compares them)
+            args.command_line = "npflows " + shlex.join(argv)
         if getattr(args, "device", None):
             from npflows import backend
 

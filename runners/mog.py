@@ -18,7 +18,10 @@ import math
 
 import numpy
 
+import layers
+from npflows import backend, optim
 from npflows.init import as_generator
+from npflows.train import Experiment
 
 NUM_COMPONENTS = 8
 RADIUS = 2.0
@@ -131,3 +134,90 @@ def negative_log_likelihood(table, samples):
     samples = _check_samples(samples, "negative_log_likelihood")
     with numpy.errstate(divide="ignore"):
         return float(-numpy.log(table[samples[:, 0], samples[:, 1]]).mean())
+
+
+# -- the experiment: `npflows train mog` (runners/figure2.py reproduces the figure) -----------
+MODELS = ("factorized", "bipartite", "ar-flow")
+
+
+class MixtureOfGaussians(Experiment):
+    """A factorised base over (x bin, y bin), alone or under one flow that shifts y by a
+    location computed from x (bipartite with x kept, or autoregressive; for D = 2 the two are
+    the same model, paper Figure 2). Metrics in nats: train and held-out NLL on samples, the
+    exact expected NLL -sum p log q over all 8100 cells, and the data's entropy (its floor)."""
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--model", choices=MODELS, default="bipartite", help="factorised base alone, or with one flow")
+        parser.add_argument("--hidden", type=int, default=256, help="hidden units of the flow's MLP")
+        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
+        parser.add_argument("--flow-init", choices=("identity", "random"), default="identity",
+                            help="identity: a zero output layer, so the flow starts as the identity map")
+        parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (cosine decay to 0)")
+        parser.add_argument("--train-samples", type=int, default=20000, help="training set size")
+        parser.add_argument("--heldout-samples", type=int, default=20000, help="held-out set size")
+        parser.add_argument("--data-seed", type=int, default=0, help="seed of the training and held-out draws")
+
+    def __init__(self, config):
+        super().__init__(config)
+        streams = numpy.random.SeedSequence(config.get("data_seed", 0)).spawn(2)
+        self.train_ids = sample(config.get("train_samples", 20000), numpy.random.default_rng(streams[0]))
+        self.heldout_ids = sample(config.get("heldout_samples", 20000), numpy.random.default_rng(streams[1]))
+        self.table = true_probability_table()
+
+    def build_model(self, rng):
+        model, hidden = self.config.get("model", "bipartite"), self.config.get("hidden", 256)
+        base = layers.FactorizedCategorical(2, NUM_BINS)
+        temperature = self.config.get("temperature", 0.1)
+        if model == "factorized":
+            return layers.FlowModel([], base)
+        if model == "bipartite":  # x (position 0) kept: y's location is a function of x
+            network = layers.MLP(2, NUM_BINS, hidden, NUM_BINS, rng=rng)
+            flow = layers.DiscreteBipartiteFlow(network, NUM_BINS, "even", temperature=temperature)
+            output_layers = [network.body.layers[-1]]
+        else:
+            network = layers.CausalMLP(2, NUM_BINS, hidden, NUM_BINS, rng=rng)
+            flow = layers.DiscreteAutoregressiveFlow(network, NUM_BINS, temperature=temperature)
+            output_layers = [network.second, network.direct]
+        if self.config.get("flow_init", "identity") == "identity":
+            for layer in output_layers:  # zero logits: shift 0, the flow starts as the identity
+                for param in layer.parameters():
+                    param.data[...] = 0
+        return layers.FlowModel([flow], base)
+
+    @property
+    def train_examples(self):
+        return self.train_ids
+
+    def loss_and_backward(self, model, batch, rng):
+        return nll_and_backward(model, layers.one_hot(batch, NUM_BINS))
+
+    def learning_rate(self, step):
+        return optim.warmup_decay(float(self.config.get("lr", 1e-2)), total_steps=self.config["steps"])(step)
+
+    def evaluate(self, model):
+        log_table = numpy.log(numpy.maximum(model_table(model), 1e-300))
+        return {"train_nll": float(-log_table[self.train_ids[:, 0], self.train_ids[:, 1]].mean()),
+                "heldout_nll": float(-log_table[self.heldout_ids[:, 0], self.heldout_ids[:, 1]].mean()),
+                "exact_nll": float(-(self.table * log_table).sum()), "entropy": entropy(self.table)}
+
+    def sample(self, model, num_samples, rng):
+        """(num_samples, 2) bin indices (x bin, y bin), one sample a line."""
+        ids = backend.to_numpy(layers.to_ids(model.sample(num_samples, rng)))
+        return "\n".join(f"{x} {y}" for x, y in ids)
+
+
+def nll_and_backward(model, one_hot_batch):
+    """Mean NLL in nats of a FlowModel on a (B, D, K) one-hot batch, with its backward pass."""
+    xp = backend.array_module(one_hot_batch)
+    batch = one_hot_batch.shape[0]
+    loss = -model.log_prob(one_hot_batch).mean()
+    model.backward(xp.full((batch,), -1.0 / batch, dtype=one_hot_batch.dtype))
+    return loss
+
+
+def model_table(model):
+    """(90, 90) float64 host array: the model's probability of every cell, by enumeration."""
+    cells = numpy.stack(numpy.meshgrid(numpy.arange(NUM_BINS), numpy.arange(NUM_BINS), indexing="ij"), -1).reshape(-1, 2)
+    log_probs = model.log_prob(backend.asarray(cells))
+    return numpy.exp(backend.to_numpy(log_probs).astype(numpy.float64)).reshape(NUM_BINS, NUM_BINS)
