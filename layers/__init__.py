@@ -11,7 +11,7 @@ from .bipartite import DiscreteBipartiteFlow
 from .location_scale import LocationScale
 from .modular import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse
 from .model import FlowModel
-from .networks import MLP, CausalMLP, LSTMNetwork, MaskedDense
+from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
@@ -21,5 +21,5 @@ __all__ = [
     "FactorizedCategorical", "AutoregressiveCategorical", "FlowModel",
     "OneHotArgmax", "SoftmaxTemperature", "one_hot_argmax", "OneHotShift", "OneHotScale", "LocationScale",
     "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
-    "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork",
+    "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork",
 ]

@@ -23,12 +23,14 @@ from npflows.module import Module
 from .autoregressive import DiscreteAutoregressiveFlow
 from .bases import AutoregressiveCategorical, FactorizedCategorical
 from .bipartite import MASKS, DiscreteBipartiteFlow
+from .conditioning import Conditioned
 from .model import FlowModel
 from .modular import OneHotScale, OneHotShift
-from .networks import MLP, CausalMLP, LSTMNetwork, MaskedDense
-from .onehot import one_hot
+from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
+from .onehot import one_hot, shift_right
 from .permute import Permute, Reverse
 from .straight_through import LinearisedArgmax, SoftmaxTemperature
+from .table import PrefixTable
 
 F64 = numpy.float64
 SOME_K = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12)  # primes and composites (composites mask scales)
@@ -194,3 +196,37 @@ def bipartite_flow_transformer(rng):
                              out_features=2 * K if scale else K, rng=rng, dtype=F64)
     flow = linearise(DiscreteBipartiteFlow(network, K, mask=str(rng.choice(MASKS)), scale=scale))
     return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),), max_entries=20)
+
+
+@register("PrefixTable")
+def prefix_table(rng):
+    length, K = _size(rng, 1, 4), int(rng.choice(SOME_K[:5]))
+    examples = shift_right(_one_hot(rng, 6, length, K))  # a flow's inputs: a zero start vector first
+    network = PrefixTable(examples, _size(rng, 2, 5), min_count=_size(rng, 1, 2), rng=rng, dtype=F64, init_std=1.0)
+    inputs = numpy.concatenate([examples[:3], shift_right(_one_hot(rng, 2, length, K))])  # seen and unseen prefixes
+    return Case(network, (inputs,))
+
+
+@register("AutoregressiveFlow(PrefixTable, STE)")
+def autoregressive_flow_table(rng):
+    length, K, scale = _size(rng, 2, 4), int(rng.choice(SOME_K[:5])), bool(rng.integers(2))
+    y = _one_hot(rng, _size(rng, 2, 5), length, K)
+    network = PrefixTable(shift_right(y[:-1]), 2 * K if scale else K, rng=rng, dtype=F64, init_std=1.0)
+    flow = linearise(DiscreteAutoregressiveFlow(network, K, scale=scale))
+    return Case(Audited(flow, flow._reverse_one_hot), (y,))
+
+
+@register("Conditioned(LSTMNetwork)")
+def conditioned_network(rng):
+    K, features, batch, length = int(rng.choice(SOME_K)), _size(rng, 1, 4), _size(rng), _size(rng, 1, 4)
+    network = Conditioned(LSTMNetwork(K + features, _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64), K, features)
+    network.set_condition(rng.standard_normal((batch, length, features)))
+    return Case(network, (rng.standard_normal((batch, length, K)),))
+
+
+@register("BidirectionalLSTMNetwork")
+def bidirectional_lstm_network(rng):
+    K, batch, length = int(rng.choice(SOME_K)), _size(rng), _size(rng, 1, 4)
+    network = BidirectionalLSTMNetwork(K, _size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 6),
+                                       num_layers=int(rng.integers(1, 3)), rng=rng, dtype=F64)
+    return Case(network, (rng.standard_normal((batch, length, K)),))

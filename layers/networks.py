@@ -4,6 +4,7 @@
   For DiscreteAutoregressiveFlow and AutoregressiveCategorical (which shift their input).
 - MLP: dense over the flattened sequence (non-causal), for DiscreteBipartiteFlow.
 - LSTMNetwork: causal, any length, incremental sampling, optional initial state (context).
+- BidirectionalLSTMNetwork: non-causal (forward + backward LSTM), any length, for bipartite flows.
 - npflows.nn.Transformer(..., causal=True, in_features=K, out_features=out) fits as it is.
 CausalMLP and MLP have a fixed length D (the synthetic experiments have one).
 """
@@ -155,3 +156,44 @@ class LSTMNetwork(Module):
         """x_t: (B, K) one-hot at position t -> (B, out_features) logits at t."""
         h_top, self._state = self.lstm.step(x_t, self._state)
         return h_top @ self.output.weight.data + self.output.bias.data
+
+
+class BidirectionalLSTMNetwork(Module):
+    """(B, D, K) -> (B, D, out_features), NON-causal: the output at d sees every position.
+
+    embedding = Dense(K, E) on the one-hot input (a zeroed position gets the bias: a learned
+    "hidden" token); a forward LSTM over d = 0..D-1 and a backward LSTM over d = D-1..0, their
+    top h_t concatenated, then Dense(2H, out). For DiscreteBipartiteFlow, whose input has the
+    transformed positions zeroed, so the output there depends on the kept positions only.
+    """
+
+    causal = False
+
+    def __init__(self, K, embedding, hidden, out_features, num_layers=1, rng=None, dtype=None):
+        rng = init.as_generator(rng)
+        self.K, self.hidden, self.out_features = K, hidden, out_features
+        self.embedding = nn.Dense(K, embedding, rng=rng, dtype=dtype)
+        self.forward_lstm = nn.LSTM(embedding, hidden, num_layers, rng=rng, dtype=dtype)
+        self.backward_lstm = nn.LSTM(embedding, hidden, num_layers, rng=rng, dtype=dtype)
+        self.output = nn.Dense(2 * hidden, out_features, rng=rng, dtype=dtype)
+
+    def forward(self, x):
+        expect_float(self, x)
+        if x.ndim != 3 or x.shape[-1] != self.K:
+            raise ValueError(f"BidirectionalLSTMNetwork: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}")
+        xp = backend.array_module(x)
+        embedded = self.embedding.forward(x)
+        left_to_right, _ = self.forward_lstm.forward(embedded)
+        right_to_left, _ = self.backward_lstm.forward(xp.ascontiguousarray(embedded[:, ::-1]))
+        self._saved = True
+        return self.output.forward(xp.concatenate([left_to_right, right_to_left[:, ::-1]], axis=-1))
+
+    def backward(self, grad_logits):
+        # docs/gradients.md#lstm and #dense: the chain rule; the reversal is its own transpose
+        self._take_saved()
+        xp = backend.array_module(grad_logits)
+        grad_hidden = self.output.backward(grad_logits)
+        grad_embedded = self.forward_lstm.backward(xp.ascontiguousarray(grad_hidden[..., :self.hidden]))
+        grad_reversed = self.backward_lstm.backward(xp.ascontiguousarray(grad_hidden[..., self.hidden:][:, ::-1]))
+        grad_embedded += grad_reversed[:, ::-1]
+        return self.embedding.backward(grad_embedded)

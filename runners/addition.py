@@ -8,7 +8,12 @@ Operands are uniform over all 10^D digit strings (leading zeros allowed).
 """
 import numpy
 
+import layers
+from layers.conditioning import Conditioned
+from npflows import backend, init, nn
 from npflows.init import as_generator
+from npflows.module import Module
+from npflows.train import Experiment
 
 NUM_CLASSES = 10  # K: decimal digits
 
@@ -83,3 +88,163 @@ def digit_accuracy(predicted, target):
         raise ValueError(f"addition.digit_accuracy: expected equal non-empty shapes, "
                          f"got {predicted.shape} and {target.shape}")
     return float((predicted == target).mean())
+
+
+# -- the model: encoders -> context, flows over the sum, autoregressive LSTM base ------------------
+def _one_hot(ids, dtype):
+    return layers.one_hot(ids, NUM_CLASSES, dtype)
+
+
+class AdditionModel(Module):
+    """log p(s | a, b) = log p_base(f^-1(s; a, b) | context(a, b)) (paper sec. 4.2).
+
+    a, b: (B, D) int digits; s: (B, D) ids or (B, D, K) one-hot. Two LSTM encoders (hidden // 2
+    units each) read a and b; the base is layers.AutoregressiveCategorical over an LSTM of
+    `hidden` units whose initial state (h0, c0) is the concatenation of the encoders' final
+    states. variant: "ar-base" (no flow); "ar-flow": one autoregressive flow running right to
+    left (Reverse, flow, Reverse), whose LSTM reads at each digit the previous output digit and
+    the two input digits there, so it can carry as schoolbook addition does; "bipartite-N": N
+    bipartite flows, masks even/odd alternating, MLPs reading the kept digits and both inputs.
+    identity_init: zero the flows' output layers, so the model starts as its base (it also
+    starts the flow networks' hidden layers with no gradient, which here slows the AR flow).
+    backward reaches the encoders through the context's gradient.
+    """
+
+    def __init__(self, digits, hidden, variant, flow_hidden=None, temperature=0.1, identity_init=False, rng=None, dtype=None):
+        rng, K = init.as_generator(rng), NUM_CLASSES
+        self.digits, self.hidden, self.variant = digits, hidden, variant
+        flow_hidden = flow_hidden or hidden
+        self.encoder_a = nn.LSTM(K, hidden // 2, rng=rng, dtype=dtype)
+        self.encoder_b = nn.LSTM(K, hidden - hidden // 2, rng=rng, dtype=dtype)
+        base = layers.AutoregressiveCategorical(layers.LSTMNetwork(K, hidden, K, rng=rng, dtype=dtype), K, length=digits)
+        flows, self._conditioned = [], []  # (network, reads right to left): condition each batch
+        if variant == "ar-flow":
+            network = Conditioned(layers.LSTMNetwork(3 * K, flow_hidden, K, rng=rng, dtype=dtype), K, 2 * K)
+            flows = [layers.Reverse(), layers.DiscreteAutoregressiveFlow(network, K, temperature=temperature), layers.Reverse()]
+            self._conditioned.append((network, True))
+        elif variant.startswith("bipartite-"):
+            for index in range(parse_variant(variant)):
+                network = Conditioned(layers.MLP(digits, 3 * K, flow_hidden, K, rng=rng, dtype=dtype), K, 2 * K)
+                mask = "even" if index % 2 == 0 else "odd"
+                flows.append(layers.DiscreteBipartiteFlow(network, K, mask=mask, temperature=temperature))
+                self._conditioned.append((network, False))
+        if identity_init:  # zero output layers: all location logits tie, argmax 0, each flow starts as the identity
+            for network, _ in self._conditioned:
+                output = network.network.output if variant == "ar-flow" else network.network.body.layers[-1]
+                for param in output.parameters():
+                    param.data[...] = 0
+        self.flow_model = layers.FlowModel(flows, base)
+
+    def _encode(self, a, b):
+        """Run the encoders, set the flows' conditions; -> the base's context (h0, c0)."""
+        xp, dtype = backend.array_module(a), self.encoder_a.dtype
+        a_one_hot, b_one_hot = _one_hot(a, dtype), _one_hot(b, dtype)
+        # least significant digit first, so the encodings end on the digits the base needs first
+        # (the reversed source of Sutskever et al., 2014)
+        _, (h_a, c_a) = self.encoder_a.forward(xp.ascontiguousarray(a_one_hot[:, ::-1]))
+        _, (h_b, c_b) = self.encoder_b.forward(xp.ascontiguousarray(b_one_hot[:, ::-1]))
+        inputs = xp.concatenate([a_one_hot, b_one_hot], axis=-1)  # (B, D, 2K)
+        for network, right_to_left in self._conditioned:
+            network.set_condition(inputs[:, ::-1] if right_to_left else inputs)
+        return xp.concatenate([h_a, h_b], axis=-1), xp.concatenate([c_a, c_b], axis=-1)
+
+    def log_prob(self, a, b, s):
+        """-> (B,) log p(s | a, b) in nats."""
+        return self.flow_model.log_prob(s, self._encode(a, b))
+
+    def backward(self, grad_log_prob):
+        # the chain rule: docs/gradients.md#flow-model, then #lstm through the context's halves
+        _, (grad_h0, grad_c0) = self.flow_model.backward(grad_log_prob)
+        half = self.encoder_a.hidden_size
+        self.encoder_a.backward(None, (grad_h0[..., :half], grad_c0[..., :half]))
+        self.encoder_b.backward(None, (grad_h0[..., half:], grad_c0[..., half:]))
+
+    def greedy(self, a, b):
+        """(B, D) digits: the base's greedy (per-digit argmax) decoding pushed through the flows,
+        the mode of p(s | a, b) up to the greediness (a flow is a bijection)."""
+        context = self._encode(a, b)
+        xp, dtype, network = backend.array_module(a), self.encoder_a.dtype, self.flow_model.base.network
+        network.start_incremental(a.shape[0], context)
+        ids = xp.zeros(a.shape, dtype=xp.int64)
+        previous = xp.zeros((a.shape[0], NUM_CLASSES), dtype=dtype)
+        for position in range(self.digits):
+            ids[:, position] = network.step(previous).argmax(axis=-1)
+            previous = _one_hot(ids[:, position], dtype)
+        return self.flow_model.forward(ids)
+
+
+def parse_variant(variant):
+    """'ar-base' / 'ar-flow' -> 0 / 1 flows, 'bipartite-N' -> N; ValueError otherwise."""
+    if variant in ("ar-base", "ar-flow"):
+        return int(variant == "ar-flow")
+    prefix, _, count = variant.partition("bipartite-")
+    if prefix or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"addition: expected --model ar-base, ar-flow or bipartite-N (N >= 1), got {variant!r}")
+    return int(count)
+
+
+class AdditionExperiment(Experiment):
+    """`npflows train addition`: NLL in nats of the D-digit sum given the two numbers."""
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--digits", type=int, default=10, help="D, digits per number")
+        parser.add_argument("--model", default="ar-flow", help="ar-base, ar-flow or bipartite-N")
+        parser.add_argument("--hidden", type=int, default=None, help="base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)")
+        parser.add_argument("--flow-hidden", type=int, default=None, help="flow network units (default: --hidden)")
+        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
+        parser.add_argument("--flow-init", choices=("identity", "random"), default="random",
+                            help="identity: zero output layers, so every flow starts as the identity map (here it "
+                            "slows the AR flow: docs/results.md, Addition)")
+        parser.add_argument("--train-examples", type=int, default=100_000, help="training pairs (a fixed set)")
+        parser.add_argument("--eval-examples", type=int, default=2000, help="held-out pairs")
+        parser.add_argument("--data-seed", type=int, default=1, help="seed of the data (the training seed is --seed)")
+        parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)")
+        parser.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip (0: off)")
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.digits = int(config.get("digits") or 10)
+        parse_variant(config.get("model") or "ar-flow")
+        rng = numpy.random.default_rng(numpy.random.SeedSequence(config.get("data_seed", 1)))
+        self.train_data = sample(int(config.get("train_examples") or 100_000), self.digits, rng)
+        self.eval_data = sample(int(config.get("eval_examples") or 2000), self.digits, rng)
+
+    def build_model(self, rng):
+        config = self.config
+        hidden = config.get("hidden") or LSTM_HIDDEN_UNITS.get(self.digits, 256)
+        return AdditionModel(self.digits, hidden, config.get("model") or "ar-flow", config.get("flow_hidden"),
+                             config.get("temperature") or 0.1, config.get("flow_init", "random") == "identity",
+                             rng=rng, dtype=backend.default_dtype())
+
+    @property
+    def train_examples(self):
+        return self.train_data
+
+    def loss_and_backward(self, model, batch, rng):
+        a, b, s = batch
+        log_probs = model.log_prob(a, b, _one_hot(s, backend.default_dtype()))
+        model.backward(backend.array_module(log_probs).full(len(log_probs), -1.0 / len(log_probs), log_probs.dtype))
+        return -log_probs.mean()
+
+    def _chunks(self, data, chunk=1000):
+        for start in range(0, len(data[0]), chunk):
+            yield tuple(backend.asarray(part[start:start + chunk]) for part in data)
+
+    def _nll(self, model, data):
+        return float(numpy.concatenate([backend.to_numpy(-model.log_prob(a, b, s)) for a, b, s in self._chunks(data)]).mean())
+
+    def evaluate(self, model):
+        predicted = numpy.concatenate([backend.to_numpy(model.greedy(a, b)) for a, b, _ in self._chunks(self.eval_data)])
+        seen = tuple(part[:len(self.eval_data[0])] for part in self.train_data)
+        return {"nll": self._nll(model, self.eval_data), "train_nll": self._nll(model, seen),
+                "exact_match": exact_match_rate(predicted, self.eval_data[2]),
+                "digit_accuracy": digit_accuracy(predicted, self.eval_data[2])}
+
+    def sample(self, model, num_samples, rng):
+        """Greedy answers to fresh problems, one line each: a + b = answer (true sum)."""
+        a, b, s = sample(num_samples, self.digits, rng)
+        answers = backend.to_numpy(model.greedy(backend.asarray(a), backend.asarray(b)))
+        text = lambda digits: "".join(map(str, digits))  # noqa: E731
+        return "\n".join(f"{text(x)} + {text(y)} = {text(z)} ({'ok' if (z == t).all() else 'true ' + text(t)})"
+                         for x, y, z, t in zip(a, b, answers, s))

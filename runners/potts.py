@@ -13,11 +13,16 @@ Sampler conventions (the paper says only "500 steps of Metropolis-Hastings"):
 - a site proposes a state drawn uniformly from its q - 1 other states (symmetric) and accepts
   with probability min(1, exp(-dE)).
 """
+import functools
 from typing import NamedTuple
 
 import numpy
 
+import layers
+from layers.table import PrefixTable
+from npflows import backend
 from npflows.init import as_generator
+from npflows.train import Experiment
 
 # exact_distribution enumerates q^(L*L) states up to this many (3x3 with q = 5 is 1,953,125).
 MAX_ENUMERATED_STATES = 2_000_000
@@ -166,3 +171,124 @@ def exact_entropy(L, q, J):
         return None
     positive = probs[probs > 0]
     return float(-(positive * numpy.log(positive)).sum())
+
+
+def entropy_lower_bound(L, q, J):
+    """A lower bound on the entropy in nats, for any lattice size (J >= 0): with n(s) the number of
+    equal neighbouring pairs (at most P = 2 L (L - 1)), H = log Z - J E_p[n], Jensen gives
+    log Z >= D log q + J E_uniform[n] = D log q + J P / q, and E_p[n] <= P."""
+    _check_lattice(L, q, J, "entropy_lower_bound")
+    if J < 0:
+        raise ValueError(f"potts.entropy_lower_bound: expected a coupling J >= 0, got {J}")
+    pairs = 2 * L * (L - 1)
+    return L * L * numpy.log(q) + J * pairs / q - J * pairs
+
+
+# -- the experiment: AR LSTM base, optionally under an autoregressive flow with a prefix table -----
+VARIANTS = ("ar-base", "ar-flow")
+
+
+def build_model(train_states, q, variant, hidden=32, min_count=1, temperature=0.1, identity_margin=0.0, rng=None, dtype=None):
+    """layers.FlowModel over (B, D) lattices: base = AutoregressiveCategorical over an LSTM of
+    `hidden` units; variant "ar-flow" adds one DiscreteAutoregressiveFlow (location only) whose
+    network is a layers.PrefixTable keyed by the training lattices' prefixes.
+
+    identity_margin: every table row starts with location 0 (the identity) ahead by this much,
+    so a row leaves the identity only after consistent straight-through gradients. With 0 (ties,
+    argmax 0) one noisy update flips a row, rows of rare prefixes memorise their few lattices,
+    and the jointly trained base follows them: train NLL falls while held-out NLL rises above the
+    base's (docs/results.md, Table 2)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"potts: expected --model in {VARIANTS}, got {variant!r}")
+    rng, D = as_generator(rng), train_states.shape[1]
+    base = layers.AutoregressiveCategorical(layers.LSTMNetwork(q, hidden, q, rng=rng, dtype=dtype), q, length=D)
+    flows = []
+    if variant == "ar-flow":
+        inputs = layers.onehot.shift_right(layers.one_hot(train_states, q, numpy.float32))  # what the table will see
+        table = PrefixTable(inputs, q, min_count=min_count, rng=rng, dtype=dtype)
+        table.table.data[:, 0] = identity_margin  # location 0 (the identity) leads every row by this margin
+        flows.append(layers.DiscreteAutoregressiveFlow(table, q, temperature=temperature))
+    return layers.FlowModel(flows, base)
+
+
+@functools.lru_cache(maxsize=2)
+def datasets(train_examples, eval_examples, L, q, J, steps, seed):
+    """(train, held-out) lattices from independent chains, one seed for both; cached, so that
+    the variants of one Table 2 row (and evaluate/sample) reuse one draw. Read-only arrays."""
+    rng = numpy.random.default_rng(numpy.random.SeedSequence(seed))
+    parts = sample(train_examples, L, q, J, steps, rng=rng), sample(eval_examples, L, q, J, steps, rng=rng)
+    for part in parts:
+        part.flags.writeable = False
+    return parts
+
+
+_cached_entropy = functools.lru_cache(maxsize=8)(exact_entropy)  # 1.7 s for 5^9 states; once per row
+
+
+class PottsExperiment(Experiment):
+    """`npflows train potts`: NLL in nats of Metropolis-Hastings samples of a q-state Potts lattice."""
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--states", type=int, default=3, help="q, states per site")
+        parser.add_argument("--side", type=int, default=3, help="L, the lattice is L x L (D = L^2)")
+        parser.add_argument("--coupling", type=float, default=0.1, help="J, the coupling strength")
+        parser.add_argument("--mh-steps", type=int, default=PAPER_SETUP["mh_steps"], help="Metropolis-Hastings sweeps per chain")
+        parser.add_argument("--model", default="ar-flow", choices=VARIANTS, help="the AR base alone or under one AR flow")
+        parser.add_argument("--hidden", type=int, default=PAPER_SETUP["lstm_hidden_units"], help="base LSTM units")
+        parser.add_argument("--min-count", type=int, default=100, help="prefixes seen fewer times in training share a default row (1: the paper's every combination; it memorises, docs/results.md)")
+        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
+        parser.add_argument("--identity-margin", type=float, default=1.0, help="initial lead of location 0 in every table row")
+        parser.add_argument("--train-examples", type=int, default=100_000, help="training lattices (independent chains)")
+        parser.add_argument("--eval-examples", type=int, default=10_000, help="held-out lattices (fresh chains)")
+        parser.add_argument("--data-seed", type=int, default=1, help="seed of the chains (the training seed is --seed)")
+        parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+
+    def __init__(self, config):
+        super().__init__(config)
+        get = lambda key, default: default if config.get(key) is None else config[key]  # noqa: E731
+        self.q, self.side, self.coupling = int(get("states", 3)), int(get("side", 3)), float(get("coupling", 0.1))
+        self.train_states, self.eval_states = datasets(int(get("train_examples", 100_000)), int(get("eval_examples", 10_000)),
+                                                       self.side, self.q, self.coupling, int(get("mh_steps", 500)),
+                                                       int(get("data_seed", 1)))
+        self.entropy = _cached_entropy(self.side, self.q, self.coupling)
+
+    def build_model(self, rng):
+        config = self.config
+        return build_model(self.train_states, self.q, config.get("model") or "ar-flow", config.get("hidden") or 32,
+                           config.get("min_count") or 100, config.get("temperature") or 0.1,
+                           config.get("identity_margin", 1.0), rng=rng,
+                           dtype=backend.default_dtype())
+
+    @property
+    def train_examples(self):
+        return self.train_states
+
+    def loss_and_backward(self, model, batch, rng):
+        log_probs = model.log_prob(layers.one_hot(batch, self.q, backend.default_dtype()))
+        model.backward(backend.array_module(log_probs).full(len(log_probs), -1.0 / len(log_probs), log_probs.dtype))
+        return -log_probs.mean()
+
+    def _nll(self, model, states, chunk=5000):
+        parts = [backend.to_numpy(-model.log_prob(backend.asarray(states[start:start + chunk])))
+                 for start in range(0, len(states), chunk)]
+        return float(numpy.concatenate(parts).mean())
+
+    def evaluate(self, model):
+        metrics = {"nll": self._nll(model, self.eval_states),
+                   "train_nll": self._nll(model, self.train_states[:len(self.eval_states)])}
+        if self.entropy is not None:
+            metrics["entropy"] = self.entropy
+        for flow in model.flows:  # how much of the held-out data the table has rows for
+            eval_inputs = layers.onehot.shift_right(layers.one_hot(backend.asarray(self.eval_states), self.q))
+            metrics["heldout_prefixes_in_table"] = flow.network.seen_fraction(eval_inputs)
+        return metrics
+
+    def draw(self, model, num_samples, rng):
+        """(num_samples, L, L) int64 lattices drawn from the model."""
+        ids = layers.to_ids(model.sample(num_samples, rng))
+        return backend.to_numpy(ids).reshape(num_samples, self.side, self.side)
+
+    def sample(self, model, num_samples, rng):
+        """Drawn lattices as text: L lines of L states each, a blank line between lattices."""
+        return "\n\n".join("\n".join(" ".join(map(str, row)) for row in lattice) for lattice in self.draw(model, num_samples, rng))

@@ -18,6 +18,11 @@ __all__ = ["EXPERIMENTS", "Experiment", "names", "resolve"]
 
 EXPERIMENTS = {
     # "name": "runners.module:ExperimentClass",   one line per paper experiment
+    "mog": "runners.mog:MixtureOfGaussians",
+    "fullrank": "runners.fullrank:FullRank",
+    "charlm": "runners.charlm:CharLM",
+    "addition": "runners.addition:AdditionExperiment",
+    "potts": "runners.potts:PottsExperiment",
 }
 
 
