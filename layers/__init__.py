@@ -8,12 +8,14 @@ evaluation (`one_hot`, `to_ids` convert). See docs/flows.md.
 from .autoregressive import DiscreteAutoregressiveFlow
 from .bases import AutoregressiveCategorical, FactorizedCategorical
 from .bipartite import DiscreteBipartiteFlow
+from .conditioning import Conditioned
 from .location_scale import LocationScale
 from .modular import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse
 from .model import FlowModel
 from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
+from .table import PrefixTable
 from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
 
 __all__ = [
@@ -22,4 +24,5 @@ __all__ = [
     "OneHotArgmax", "SoftmaxTemperature", "one_hot_argmax", "OneHotShift", "OneHotScale", "LocationScale",
     "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
     "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork",
+    "PrefixTable", "Conditioned",
 ]
