@@ -9,15 +9,12 @@ import sys
 
 
 def _audit_cases():
-    """Every registered gradient-audit case: the engine's and the flow layers'."""
-    import npflows.cases  # noqa: F401  (registers)
+    """Every registered gradient-audit case: the engine's, the flow layers' and the runners'."""
+    import layers.cases  # noqa: F401  (registers the flow ops)
+    import npflows.cases  # noqa: F401  (registers the engine's modules)
+    import runners.cases  # noqa: F401  (registers the runners' own modules)
     from npflows import gradcheck
 
-    try:
-        import layers.cases  # noqa: F401  (registers the flow ops)
-    except ImportError as error:
-        if getattr(error, "name", "") not in ("layers", "layers.cases"):
-            raise
     return gradcheck
 
 
