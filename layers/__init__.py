@@ -15,6 +15,7 @@ from .model import FlowModel
 from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
+from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
 from .table import PrefixTable
 from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
 
@@ -24,5 +25,5 @@ __all__ = [
     "OneHotArgmax", "SoftmaxTemperature", "one_hot_argmax", "OneHotShift", "OneHotScale", "LocationScale",
     "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
     "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork",
-    "PrefixTable", "Conditioned",
+    "PrefixTable", "Conditioned", "PredictiveNetwork", "PredictiveBipartiteFlow",
 ]

@@ -28,6 +28,7 @@ from .model import FlowModel
 from .modular import OneHotScale, OneHotShift
 from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
 from .onehot import one_hot, shift_right
+from .predictive import PredictiveNetwork
 from .permute import Permute, Reverse
 from .straight_through import LinearisedArgmax, SoftmaxTemperature
 from .table import PrefixTable
@@ -229,4 +230,15 @@ def bidirectional_lstm_network(rng):
     K, batch, length = int(rng.choice(SOME_K)), _size(rng), _size(rng, 1, 4)
     network = BidirectionalLSTMNetwork(K, _size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 6),
                                        num_layers=int(rng.integers(1, 3)), rng=rng, dtype=F64)
+    return Case(network, (rng.standard_normal((batch, length, K)),))
+
+
+@register("PredictiveNetwork(BiLSTM, scale)")
+def predictive_network(rng):
+    """The rolled-logit map and its inverse permutation in backward. The auxiliary cross-entropy
+    is an extra loss's gradient, not part of forward's derivative, so it is off here (its math is
+    (C1) of docs/gradients.md#cross-entropy, tested in tests/layers/test_predictive.py)."""
+    K, batch, length = int(rng.integers(3, 8)), int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    inner = BidirectionalLSTMNetwork(K, 3, 4, 2 * K, rng=rng, dtype=numpy.float64)
+    network = PredictiveNetwork(inner, K, anchor=int(rng.integers(0, K)))
     return Case(network, (rng.standard_normal((batch, length, K)),))

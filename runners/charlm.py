@@ -96,52 +96,6 @@ def flow_masks(num_flows, length, pattern):
     return masks
 
 
-class PredictiveNetwork(Module):
-    """A flow network read as a predictor of the characters it transforms (x -> (B, D, K or 2K)).
-
-    `inner` outputs prediction logits `pred` (B, D, K) (then the scale logits, with scale on);
-    the location logits are pred rolled by `anchor`: loc[s] = pred[(s + anchor) mod K], so the
-    argmax shift maps a correctly predicted character y to x = y - (y - anchor) = anchor. While
-    training, `aux_weight * aux_scale * CE(softmax(pred), y)` at the transformed positions (the
-    all-zero rows of the input) joins the straight-through gradient: set `target` (the flow's
-    y, one-hot) before forward (PredictiveBipartiteFlow does) and `aux_scale` per batch.
-    """
-
-    def __init__(self, inner, K, anchor, aux_weight=0.0):
-        self.inner, self.K, self.anchor, self.aux_weight = inner, K, int(anchor), float(aux_weight)
-        self.output = inner.output  # what identity initialisation zeroes
-        self.target, self.aux_scale = None, 0.0
-        self._roll = (numpy.arange(K) + self.anchor) % K
-
-    def forward(self, x):
-        xp = backend.array_module(x)
-        logits = self.inner.forward(x)
-        rolled = xp.concatenate([logits[..., :self.K][..., self._roll], logits[..., self.K:]], axis=-1)
-        self._saved = (x, logits, self.target)
-        self.target = None
-        return rolled
-
-    def backward(self, grad_rolled):
-        # loc[s] = pred[roll[s]]: the gradient goes back through the inverse permutation; then + the auxiliary CE's
-        x, logits, target = self._take_saved()
-        xp = backend.array_module(grad_rolled)
-        grad = xp.empty_like(grad_rolled)
-        grad[..., self._roll] = grad_rolled[..., :self.K]
-        grad[..., self.K:] = grad_rolled[..., self.K:]
-        if target is not None and self.aux_weight and self.aux_scale:
-            transformed = (x.sum(axis=-1, keepdims=True) == 0).astype(x.dtype)
-            grad[..., :self.K] += (nn.softmax(logits[..., :self.K]) - target) * transformed * (self.aux_weight * self.aux_scale)
-        return self.inner.backward(grad)
-
-
-class PredictiveBipartiteFlow(layers.DiscreteBipartiteFlow):
-    """DiscreteBipartiteFlow that hands its data-side y to a PredictiveNetwork in the training pass."""
-
-    def _reverse_one_hot(self, y):
-        self.network.target = y
-        return super()._reverse_one_hot(y)
-
-
 def build_flow_model(K, length, options, rng):
     """FlowModel of options['num_flows'] bipartite flows over a FactorizedCategorical(length, K)."""
     scale, out = bool(options.get("scale")), (2 if options.get("scale") else 1) * K
@@ -156,7 +110,8 @@ def build_flow_model(K, length, options, rng):
                                      in_features=K, out_features=out, rng=rng)
         predictive = options.get("anchor") is not None
         if predictive:
-            network = PredictiveNetwork(network, K, options["anchor"], options.get("aux_weight", 0.0))
+            network = layers.PredictiveNetwork(network, K, options["anchor"], options.get("aux_weight", 0.0),
+                                              options.get("ste_weight", 0.0), options.get("confidence", 0.0))
         if options.get("flow_init", "identity") == "identity":
             # zero weights, and a margin on shift 0 (and scale 1): the identity, which small updates
             # keep; with margin ~ temperature * log(K - 1) softmax(logits / T) is not saturated
@@ -166,7 +121,7 @@ def build_flow_model(K, length, options, rng):
             network.output.bias.data[options["anchor"] if predictive else 0] = margin
             if scale:
                 network.output.bias.data[K + 1] = margin
-        flows.append((PredictiveBipartiteFlow if predictive else layers.DiscreteBipartiteFlow)(network, K, mask, scale=scale, temperature=options.get("temperature", 0.1)))
+        flows.append((layers.PredictiveBipartiteFlow if predictive else layers.DiscreteBipartiteFlow)(network, K, mask, scale=scale, temperature=options.get("temperature", 0.1)))
     return layers.FlowModel(flows, layers.FactorizedCategorical(length, K))
 
 
@@ -225,6 +180,10 @@ class CharLM(Experiment):
         add("--aux-weight", type=float, default=1.0,
             help="flows: weight of the auxiliary cross-entropy that trains each network to predict the characters it "
                  "transforms (0: the straight-through gradient alone)")
+        add("--ste-weight", type=float, default=0.0,
+            help="flows: scale of the straight-through gradient into each network (0: trained by the auxiliary loss alone)")
+        add("--confidence", type=float, default=0.0,
+            help="flows: relabel a symbol only where the prediction's top probability reaches this (0: always)")
         add("--anchor", type=int, default=None, help="flows: where a correct prediction sends a character (default: the most frequent)")
         add("--base-init", choices=("uniform", "empirical"), default="empirical",
             help="empirical: base logits = log training frequencies per position")

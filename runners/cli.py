@@ -9,10 +9,9 @@ import sys
 
 
 def _audit_cases():
-    """Every registered gradient-audit case: the engine's, the flow layers' and the runners'."""
+    """Every registered gradient-audit case: the engine's and the flow layers'."""
     import layers.cases  # noqa: F401  (registers the flow ops)
     import npflows.cases  # noqa: F401  (registers the engine's modules)
-    import runners.cases  # noqa: F401  (registers the runners' own modules)
     from npflows import gradcheck
 
     return gradcheck

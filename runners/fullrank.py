@@ -215,6 +215,14 @@ class FullRank(Experiment):
         parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
         parser.add_argument("--flow-init", choices=("identity", "random"), default="identity",
                             help="identity: zero output layers, so every flow starts as the identity map")
+        parser.add_argument("--aux-weight", type=float, default=1.0,
+                            help="bipartite: weight of the auxiliary cross-entropy that trains each flow network to "
+                                 "predict what it transforms (layers.PredictiveNetwork; 0: straight-through alone)")
+        parser.add_argument("--ste-weight", type=float, default=0.0,
+                            help="bipartite: scale of the straight-through gradient into each network (0: auxiliary loss alone)")
+        parser.add_argument("--confidence", type=float, default=0.0,
+                            help="bipartite: relabel only where the prediction's top probability reaches this (0: always)")
+        parser.add_argument("--anchor", type=int, default=0, help="bipartite: where a correct prediction sends a class")
         parser.add_argument("--base-init-std", type=float, default=0.0,
                             help="std of the factorised base's initial logits (0: uniform)")
         parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay to 0)")
@@ -251,9 +259,16 @@ class FullRank(Experiment):
                 return layers.FlowModel([], base)
             flow = layers.DiscreteAutoregressiveFlow(self._flow_network(True, rng), K, temperature=temperature)
             return layers.FlowModel([layers.Reverse(), flow, layers.Reverse()], base)
-        flows = [] if model == "factorized" else [
-            layers.DiscreteBipartiteFlow(self._flow_network(False, rng), K, ("even", "odd")[index % 2], temperature=temperature)
-            for index in range(self.config.get("flows", 4))]
+        aux_weight = float(self.config.get("aux_weight", 1.0))
+        flows = []
+        for index in range(0 if model == "factorized" else self.config.get("flows", 4)):
+            network, mask = self._flow_network(False, rng), ("even", "odd")[index % 2]
+            if aux_weight:
+                network = layers.PredictiveNetwork(network, K, self.config.get("anchor", 0) % K, aux_weight,
+                                                  self.config.get("ste_weight", 0.0), self.config.get("confidence", 0.0))
+                flows.append(layers.PredictiveBipartiteFlow(network, K, mask, temperature=temperature))
+            else:
+                flows.append(layers.DiscreteBipartiteFlow(network, K, mask, temperature=temperature))
         return layers.FlowModel(flows, layers.FactorizedCategorical(D, K, rng, init_std=self.config.get("base_init_std", 0.0)))
 
     @property
@@ -262,6 +277,9 @@ class FullRank(Experiment):
 
     def loss_and_backward(self, model, batch, rng):
         xp = backend.array_module(batch)
+        for flow in model.flows:
+            if isinstance(flow, layers.PredictiveBipartiteFlow):
+                flow.network.aux_scale = 1.0 / len(batch)  # the auxiliary loss on the same per-sample scale
         loss = -model.log_prob(layers.one_hot(batch, self.K)).mean()
         model.backward(xp.full((len(batch),), -1.0 / len(batch), dtype=backend.default_dtype()))
         return loss

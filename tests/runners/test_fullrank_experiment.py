@@ -5,6 +5,7 @@ import json
 import numpy
 import pytest
 
+import layers
 from npflows import backend, train
 from runners import cli, fullrank
 
@@ -54,9 +55,9 @@ def float64():
     backend.set_default_dtype(previous)
 
 
-def _experiment(model, D=3, K=4, flow_init="random"):
+def _experiment(model, D=3, K=4, flow_init="random", **options):
     return fullrank.FullRank({"model": model, "dimension": D, "classes": K, "train_samples": 8, "heldout_samples": 8,
-                              "d_model": 8, "heads": 2, "d_ff": 8, "flow_init": flow_init})
+                              "d_model": 8, "heads": 2, "d_ff": 8, "flow_init": flow_init, **options})
 
 
 @pytest.mark.parametrize("model", fullrank.MODELS)
@@ -88,7 +89,12 @@ def test_identity_initialised_flows_leave_every_sequence_unchanged(model, float6
 def test_bipartite_masks_alternate_even_odd(float64):
     model = _experiment("bipartite").build_model(numpy.random.default_rng(0))
     assert [flow.mask for flow in model.flows] == ["even", "odd", "even", "odd"]
-    assert all(not flow.network.causal for flow in model.flows)
+    assert all(not flow.network.inner.causal for flow in model.flows)
+    # the default trains each network as a predictor of what it transforms (aux loss, no STE)
+    assert all(isinstance(flow, layers.PredictiveBipartiteFlow) for flow in model.flows)
+    assert all((flow.network.aux_weight, flow.network.ste_weight) == (1.0, 0.0) for flow in model.flows)
+    plain = _experiment("bipartite", aux_weight=0.0).build_model(numpy.random.default_rng(0))
+    assert all(type(flow) is layers.DiscreteBipartiteFlow and not flow.network.causal for flow in plain.flows)
 
 
 def test_marginal_entropy_sum_of_an_independent_table_is_its_entropy():
