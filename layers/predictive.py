@@ -11,6 +11,7 @@ from npflows import backend, nn
 from npflows.module import Module
 
 from .bipartite import DiscreteBipartiteFlow
+from .modular import invertible_mask
 
 
 class PredictiveNetwork(Module):
@@ -29,15 +30,21 @@ class PredictiveNetwork(Module):
     the location logits are replaced by a clear lead (GATE_LEAD) for shift 0, the identity, so an
     unsure predictor leaves the symbol as it is for the base to model (gated rows are constants:
     no gradient). A function of the kept positions only, so the flow stays a bijection.
+    `second_choice` (location-scale flows): `inner` outputs K prediction logits and the location
+    and scale are set from the top two predictions a, b so that a goes to the anchor and b to
+    anchor + 1: scale s = (b - a) mod K, location a - s * anchor (reverse: x = s^-1 (y - loc));
+    where s is not invertible mod K, s = 1 (location only). Both are piecewise-constant functions
+    of the prediction (no straight-through gradient reaches the network); the base learns how
+    often the second guess is right, which a location alone spreads over K - 1 classes.
     """
 
     GATE_LEAD = 10.0
 
-    def __init__(self, inner, K, anchor, aux_weight=0.0, ste_weight=1.0, confidence=0.0):
+    def __init__(self, inner, K, anchor, aux_weight=0.0, ste_weight=1.0, confidence=0.0, second_choice=False):
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(f"PredictiveNetwork: expected a confidence in [0, 1], got {confidence}")
         self.inner, self.K, self.anchor, self.aux_weight = inner, K, int(anchor), float(aux_weight)
-        self.ste_weight, self.confidence = float(ste_weight), float(confidence)
+        self.ste_weight, self.confidence, self.second_choice = float(ste_weight), float(confidence), bool(second_choice)
         self.output = getattr(inner, "output", None)  # what identity initialisation zeroes
         self.target, self.aux_scale = None, 0.0
         self._roll = (numpy.arange(K) + self.anchor) % K
@@ -45,13 +52,17 @@ class PredictiveNetwork(Module):
     def forward(self, x):
         xp = backend.array_module(x)
         logits = self.inner.forward(x)
-        rolled = xp.concatenate([logits[..., :self.K][..., self._roll], logits[..., self.K:]], axis=-1)
+        if self.second_choice:
+            rolled = self._second_choice_logits(logits[..., :self.K])
+        else:
+            rolled = xp.concatenate([logits[..., :self.K][..., self._roll], logits[..., self.K:]], axis=-1)
         gate = None
         if self.confidence > 0.0:
             gate = nn.softmax(logits[..., :self.K]).max(axis=-1) < self.confidence  # (B, D)
-            location = rolled[..., :self.K]
-            location[gate] = 0.0
-            location[..., 0] += gate * self.GATE_LEAD
+            rolled[gate] = 0.0  # the identity: location 0 (and scale 1) by a clear lead
+            rolled[..., 0] += gate * self.GATE_LEAD
+            if rolled.shape[-1] == 2 * self.K:
+                rolled[..., self.K + 1] += gate * self.GATE_LEAD
         self._saved = (x, logits, self.target, gate)
         self.target = None
         return rolled
@@ -60,15 +71,30 @@ class PredictiveNetwork(Module):
         # loc[s] = pred[roll[s]]: the gradient goes back through the inverse permutation; then + the auxiliary CE's
         x, logits, target, gate = self._take_saved()
         xp = backend.array_module(grad_rolled)
-        grad = xp.empty_like(grad_rolled)
-        grad[..., self._roll] = grad_rolled[..., :self.K] if gate is None else grad_rolled[..., :self.K] * ~gate[..., None]
-        grad[..., self.K:] = grad_rolled[..., self.K:]
-        if self.ste_weight != 1.0:
-            grad *= self.ste_weight
+        grad = xp.empty_like(logits)
+        if self.second_choice:  # piecewise constant in the prediction: no straight-through term
+            grad[...] = 0.0
+        else:
+            grad[..., self._roll] = grad_rolled[..., :self.K] if gate is None else grad_rolled[..., :self.K] * ~gate[..., None]
+            grad[..., self.K:] = grad_rolled[..., self.K:] if gate is None else grad_rolled[..., self.K:] * ~gate[..., None]
+            if self.ste_weight != 1.0:
+                grad *= self.ste_weight
         if target is not None and self.aux_weight and self.aux_scale:
             transformed = (x.sum(axis=-1, keepdims=True) == 0).astype(x.dtype)
             grad[..., :self.K] += (nn.softmax(logits[..., :self.K]) - target) * transformed * (self.aux_weight * self.aux_scale)
         return self.inner.backward(grad)
+
+    def _second_choice_logits(self, pred):
+        """(B, D, 2K) location and scale logits with a clear lead (GATE_LEAD) on the chosen values."""
+        xp, K = backend.array_module(pred), self.K
+        classes = xp.arange(K)
+        first = xp.argmax(pred, axis=-1)
+        second = xp.argmax(xp.where(classes == first[..., None], -xp.inf, pred), axis=-1)
+        scale = (second - first) % K
+        scale = xp.where(invertible_mask(K, xp)[scale], scale, 1)
+        location = (first - scale * self.anchor) % K
+        chosen = xp.concatenate([classes == location[..., None], classes == scale[..., None]], axis=-1)
+        return chosen.astype(pred.dtype) * self.GATE_LEAD
 
 
 class PredictiveBipartiteFlow(DiscreteBipartiteFlow):

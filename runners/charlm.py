@@ -97,8 +97,12 @@ def flow_masks(num_flows, length, pattern):
 
 
 def build_flow_model(K, length, options, rng):
-    """FlowModel of options['num_flows'] bipartite flows over a FactorizedCategorical(length, K)."""
-    scale, out = bool(options.get("scale")), (2 if options.get("scale") else 1) * K
+    """FlowModel of options['num_flows'] bipartite flows over a FactorizedCategorical(length, K).
+
+    With an anchor (predictive flows) and `scale`, each network predicts K logits and the
+    location-scale is set from its top two guesses (PredictiveNetwork's second_choice)."""
+    scale, predictive = bool(options.get("scale")), options.get("anchor") is not None
+    out = (2 if scale and not predictive else 1) * K
     flows = []
     for mask in flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate")):
         if options.get("network", "lstm") == "lstm":
@@ -108,10 +112,6 @@ def build_flow_model(K, length, options, rng):
             network = nn.Transformer(options.get("num_layers", 2), options["hidden"], options.get("heads", 8),
                                      options.get("filter", 4 * options["hidden"]), causal=False, max_length=length,
                                      in_features=K, out_features=out, rng=rng)
-        predictive = options.get("anchor") is not None
-        if predictive:
-            network = layers.PredictiveNetwork(network, K, options["anchor"], options.get("aux_weight", 0.0),
-                                              options.get("ste_weight", 0.0), options.get("confidence", 0.0))
         if options.get("flow_init", "identity") == "identity":
             # zero weights, and a margin on shift 0 (and scale 1): the identity, which small updates
             # keep; with margin ~ temperature * log(K - 1) softmax(logits / T) is not saturated
@@ -119,8 +119,15 @@ def build_flow_model(K, length, options, rng):
             network.output.bias.data[...] = 0
             margin = options.get("identity_margin", 0.4)
             network.output.bias.data[options["anchor"] if predictive else 0] = margin
-            if scale:
+            if scale and predictive:  # top two guesses anchor, anchor + 1: location 0, scale 1
+                network.output.bias.data[options["anchor"]] += 2e-3
+                network.output.bias.data[(options["anchor"] + 1) % K] += 1e-3
+            elif scale:
                 network.output.bias.data[K + 1] = margin
+        if predictive:
+            network = layers.PredictiveNetwork(network, K, options["anchor"], options.get("aux_weight", 0.0),
+                                              options.get("ste_weight", 0.0), options.get("confidence", 0.0),
+                                              second_choice=scale)
         flows.append((layers.PredictiveBipartiteFlow if predictive else layers.DiscreteBipartiteFlow)(network, K, mask, scale=scale, temperature=options.get("temperature", 0.1)))
     return layers.FlowModel(flows, layers.FactorizedCategorical(length, K))
 
@@ -173,7 +180,9 @@ class CharLM(Experiment):
         add("--num-layers", type=int, default=1, help="LSTM or Transformer layers")
         add("--heads", type=int, default=8, help="Transformer heads")
         add("--filter", type=int, default=None, help="Transformer feed-forward size (default 4 x hidden)")
-        add("--scale", action="store_true", help="location-scale flows (masked non-invertible scales)")
+        add("--scale", action="store_true",
+            help="location-scale flows (masked non-invertible scales); predictive flows set the scale so that "
+                 "the network's second guess goes next to the anchor")
         add("--temperature", type=float, default=0.1, help="straight-through softmax temperature (paper 0.1)")
         add("--flow-init", choices=("identity", "random"), default="identity", help="identity: zero output layers")
         add("--identity-margin", type=float, default=0.0, help="identity init: logit margin of shift 0 (and scale 1)")

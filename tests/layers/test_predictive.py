@@ -11,19 +11,20 @@ from npflows import nn
 F64 = numpy.float64
 
 
-def predictive_flow(K, length, anchor, seed, aux_weight=0.0, scale=False, mask="even", confidence=0.0):
+def predictive_flow(K, length, anchor, seed, aux_weight=0.0, scale=False, mask="even", confidence=0.0, second_choice=False):
     rng = numpy.random.default_rng(seed)
-    inner = layers.BidirectionalLSTMNetwork(K, 3, 4, (2 if scale else 1) * K, rng=rng, dtype=F64)
+    inner = layers.BidirectionalLSTMNetwork(K, 3, 4, (2 if scale and not second_choice else 1) * K, rng=rng, dtype=F64)
     for param in inner.output.parameters():  # large outputs: argmaxes that vary with the input
         param.data[...] = rng.standard_normal(param.data.shape) * 3
-    network = layers.PredictiveNetwork(inner, K, anchor, aux_weight, confidence=confidence)
+    network = layers.PredictiveNetwork(inner, K, anchor, aux_weight, confidence=confidence, second_choice=second_choice)
     return layers.PredictiveBipartiteFlow(network, K, mask, scale=scale)
 
 
 @given(K=Ks, length=lengths, anchor_seed=st.integers(0, 10 ** 6), scale=st.booleans(),
-       mask=st.sampled_from(("even", "odd")), confidence=st.sampled_from((0.0, 0.3, 0.6)), seed=seeds)
-def test_round_trip_is_exact(K, length, anchor_seed, scale, mask, confidence, seed):
-    flow = predictive_flow(K, length, anchor_seed % K, seed, aux_weight=1.0, scale=scale, mask=mask, confidence=confidence)
+       mask=st.sampled_from(("even", "odd")), confidence=st.sampled_from((0.0, 0.3, 0.6)), second=st.booleans(), seed=seeds)
+def test_round_trip_is_exact(K, length, anchor_seed, scale, mask, confidence, second, seed):
+    flow = predictive_flow(K, length, anchor_seed % K, seed, aux_weight=1.0, scale=scale, mask=mask, confidence=confidence,
+                           second_choice=scale and second)
     x = random_ids(seed, 6, length, K)
     numpy.testing.assert_array_equal(flow.forward(flow.reverse(x)), x)
     numpy.testing.assert_array_equal(flow.reverse(flow.forward(x)), x)
@@ -158,3 +159,22 @@ def test_the_auxiliary_loss_makes_the_flow_learn_where_the_straight_through_grad
     ste_alone = [_train_copy_model(0.0, seed=seed) for seed in seeds]
     assert max(with_aux) < numpy.log(K) + 0.06, with_aux
     assert max(ste_alone) > max(with_aux) + 0.5, ste_alone
+
+
+@given(K=st.integers(2, 30), length=st.integers(2, 6), anchor_seed=st.integers(0, 10 ** 6), seed=seeds)
+def test_second_choice_sends_the_top_two_guesses_next_to_the_anchor(K, length, anchor_seed, seed):
+    """The best guess goes to the anchor; the second to anchor + 1 where (second - first) is
+    invertible mod K, else to where a location alone sends it (anchor + second - first)."""
+    anchor = anchor_seed % K
+    flow = predictive_flow(K, length, anchor, seed, scale=True, second_choice=True)
+    y = random_ids(seed, 4, length, K)
+    keep = numpy.arange(length) % 2 == 0
+    pred = flow.network.inner.forward(layers.one_hot(y, K, F64) * keep[:, None])
+    order = numpy.argsort(-pred, axis=-1, kind="stable")
+    first, second = order[..., 0], order[..., 1]
+    invertible = numpy.gcd((second - first) % K, K) == 1
+    for guess, expected in ((first, numpy.full_like(first, anchor)),
+                            (second, numpy.where(invertible, anchor + 1, anchor + second - first) % K)):
+        x = flow.reverse(numpy.where(keep, y, guess))
+        numpy.testing.assert_array_equal(x[:, ~keep], expected[:, ~keep])
+        numpy.testing.assert_array_equal(flow.forward(x), numpy.where(keep, y, guess))
