@@ -136,3 +136,16 @@ def test_factorized_optimum_uses_training_frequencies_with_half_count_smoothing(
     counts = (train.tokens[:, 0, None] == numpy.arange(train.vocab_size)).sum(axis=0)
     expected = numpy.log((counts + 0.5) / (counts + 0.5).sum())
     numpy.testing.assert_allclose(experiment.log_frequencies[0], expected, rtol=1e-12)  # float64 both sides
+
+
+def test_flow_diagnosis_reports_every_flow_and_the_bits_by_position_class(tmp_path, ptb_file):
+    result = _train(tmp_path, ptb_file, "--model", "flow", "--masks", "hierarchical", steps=4)
+    command = [sys.executable, str(ROOT / "benchmarks" / "flow_diagnosis.py"), str(tmp_path / "checkpoint.h5"), "--rows", "50"]
+    process = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr
+    lines = process.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("flow ")] == ["flow 0", "flow 1"]
+    assert all("best guess right" in line for line in lines if line.startswith("flow "))
+    # the diagnosis's bpc on all held-out rows (at most 50 here) is the runner's own evaluation
+    total = next(line for line in lines if line.startswith("base:"))
+    assert float(total.split("=")[1].split()[0]) == pytest.approx(result["eval"]["heldout_bpc"], abs=1e-3)
