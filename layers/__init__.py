@@ -16,6 +16,7 @@ from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, Mas
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
+from .rank import RankBipartiteFlow, RankTransform
 from .table import PrefixTable
 from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
 
@@ -26,4 +27,5 @@ __all__ = [
     "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
     "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork",
     "PrefixTable", "Conditioned", "PredictiveNetwork", "PredictiveBipartiteFlow",
+    "RankBipartiteFlow", "RankTransform",
 ]

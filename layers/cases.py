@@ -29,6 +29,7 @@ from .modular import OneHotScale, OneHotShift
 from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
 from .onehot import one_hot, shift_right
 from .predictive import PredictiveNetwork
+from .rank import RankBipartiteFlow
 from .permute import Permute, Reverse
 from .straight_through import LinearisedArgmax, SoftmaxTemperature
 from .table import PrefixTable
@@ -242,3 +243,14 @@ def predictive_network(rng):
     inner = BidirectionalLSTMNetwork(K, 3, 4, 2 * K, rng=rng, dtype=numpy.float64)
     network = PredictiveNetwork(inner, K, anchor=int(rng.integers(0, K)))
     return Case(network, (rng.standard_normal((batch, length, K)),))
+
+
+@register("RankBipartiteFlow(MLP)")
+def rank_bipartite_flow(rng):
+    """The rank permutation is linear in y and piecewise constant in the logits (their derivative
+    is 0 away from ties, which random logits avoid), so finite differences audit the whole
+    training pass as it is: no surrogate needed."""
+    length, K = _size(rng, 2, 4), int(rng.choice(SOME_K))
+    network = PredictiveNetwork(MLP(length, K, _size(rng, 3, 8), K, rng=rng, dtype=F64), K, anchor=0)
+    flow = RankBipartiteFlow(network, K, mask=str(rng.choice(MASKS)))
+    return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),))

@@ -102,7 +102,10 @@ def build_flow_model(K, length, options, rng):
     With an anchor (predictive flows) and `scale`, each network predicts K logits and the
     location-scale is set from its top two guesses (PredictiveNetwork's second_choice)."""
     scale, predictive = bool(options.get("scale")), options.get("anchor") is not None
-    out = (2 if scale and not predictive else 1) * K
+    rank = options.get("coupling", "location-scale") == "rank"
+    if rank and (not predictive or not options.get("aux_weight")):
+        raise ConfigError("charlm: --coupling rank needs --aux-weight > 0 (the auxiliary loss is what trains its networks)")
+    out = (2 if scale and not predictive and not rank else 1) * K
     flows = []
     for mask in flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate")):
         if options.get("network", "lstm") == "lstm":
@@ -112,6 +115,12 @@ def build_flow_model(K, length, options, rng):
             network = nn.Transformer(options.get("num_layers", 2), options["hidden"], options.get("heads", 8),
                                      options.get("filter", 4 * options["hidden"]), causal=False, max_length=length,
                                      in_features=K, out_features=out, rng=rng)
+        if rank:  # zero logits: every class ties, the stable order is the identity
+            network.output.weight.data[...] = 0
+            network.output.bias.data[...] = 0
+            predictor = layers.PredictiveNetwork(network, K, 0, options["aux_weight"], 0.0)
+            flows.append(layers.RankBipartiteFlow(predictor, K, mask))
+            continue
         if options.get("flow_init", "identity") == "identity":
             # zero weights, and a margin on shift 0 (and scale 1): the identity, which small updates
             # keep; with margin ~ temperature * log(K - 1) softmax(logits / T) is not saturated
@@ -174,6 +183,9 @@ class CharLM(Experiment):
         add("--model", choices=MODELS, default="flow", help="bipartite flow, its factorised base alone, or the AR LSTM")
         add("--network", choices=("lstm", "transformer"), default="lstm", help="each flow's network")
         add("--num-flows", type=int, default=8, help="bipartite flows (paper 8)")
+        add("--coupling", choices=("location-scale", "rank"), default="location-scale",
+            help="location-scale: the paper's flows; rank: relabel each symbol by its rank under the network's "
+                 "prediction (layers.RankBipartiteFlow, an extension)")
         add("--masks", choices=("alternate", "hierarchical"), default="alternate", help="kept positions per flow")
         add("--embedding", type=int, default=64, help="embedding size (paper 400)")
         add("--hidden", type=int, default=128, help="LSTM hidden units per direction / Transformer width (paper 915 / 512)")

@@ -55,7 +55,7 @@ def ptb_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("model", [["--model", "flow"], ["--model", "flow", "--network", "transformer", "--scale", "--heads", "2"],
-                                   ["--model", "lstm"]])
+                                   ["--model", "flow", "--coupling", "rank", "--masks", "hierarchical"], ["--model", "lstm"]])
 def test_training_then_evaluate_and_sample_on_the_checkpoint(tmp_path, ptb_file, model):
     result = _train(tmp_path, ptb_file, *model)
     bpc = result["eval"]["heldout_bpc"]
@@ -149,3 +149,10 @@ def test_flow_diagnosis_reports_every_flow_and_the_bits_by_position_class(tmp_pa
     # the diagnosis's bpc on all held-out rows (at most 50 here) is the runner's own evaluation
     total = next(line for line in lines if line.startswith("base:"))
     assert float(total.split("=")[1].split()[0]) == pytest.approx(result["eval"]["heldout_bpc"], abs=1e-3)
+
+
+def test_rank_coupling_without_the_auxiliary_loss_is_a_clear_error(tmp_path, ptb_file):
+    command = [sys.executable, "-m", "runners.cli", "train", "charlm", "--steps", "1", "--batch-size", "2", "--data-path", str(ptb_file),
+               "--coupling", "rank", "--aux-weight", "0", "--out", str(tmp_path / "run"), *TINY]
+    process = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert process.returncode != 0 and "--coupling rank needs --aux-weight > 0" in process.stderr

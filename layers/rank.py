@@ -1,0 +1,90 @@
+"""Rank coupling: a bipartite flow that relabels each transformed symbol by its rank under the
+network's prediction (an extension beyond the paper's location-scale family; docs/results.md).
+
+Given the kept positions, the network predicts logits over the K classes of every transformed
+position; `order[r]` is the class with the r-th largest logit (ties: the lower class first), and
+
+    reverse (data -> base):  x = rank of y    = order^{-1}[y]
+    forward (base -> data):  y = order[x]
+
+a permutation of the K classes chosen by the kept positions alone, so the flow is a bijection
+(exactly, on integers). The base then models ranks: with a good predictor most symbols become
+rank 0, the next most rank 1, and so on, where a location shift can only move the best guess to
+a fixed symbol and leaves the other K - 1 guesses spread. The permutation is piecewise constant in
+the logits, so no gradient reaches the network through it: train the network with
+PredictiveNetwork's auxiliary cross-entropy (anchor 0, so its logits are the prediction as is).
+"""
+import numpy
+
+from npflows import backend
+
+from .predictive import PredictiveBipartiteFlow
+
+
+def _order(logits):
+    """(..., K) class ids by decreasing logit, ties to the lower class (a stable sort)."""
+    xp = backend.array_module(logits)
+    if xp is numpy:
+        return numpy.argsort(-logits, axis=-1, kind="stable")
+    return xp.argsort(-logits, axis=-1)  # CuPy's sort is stable
+
+
+class RankTransform:
+    """The rank permutation with LocationScale's interface (see the module docstring)."""
+
+    def __init__(self, K, owner="RankBipartiteFlow"):
+        self.K, self.owner, self.scale = int(K), owner, False
+        self._saved_inverse = None
+
+    @property
+    def out_features(self):
+        return self.K
+
+    def check_logits(self, logits, leading_shape):
+        if tuple(logits.shape) != tuple(leading_shape) + (self.K,):
+            raise ValueError(f"{self.owner}: expected network output of shape {tuple(leading_shape) + (self.K,)} "
+                             f"(K prediction logits), got {tuple(logits.shape)}")
+
+    def _orders(self, logits):
+        xp = backend.array_module(logits)
+        order = _order(logits)
+        return order, xp.argsort(order, axis=-1)  # inverse[c] = the rank of class c
+
+    def reverse(self, y, logits):
+        """y: (B, D, K) one-hot (or a perturbation of it) -> x with x[..., r] = y[..., order[r]]."""
+        xp = backend.array_module(y)
+        order, inverse = self._orders(logits)
+        self._saved_inverse = (inverse, xp.zeros_like(logits))
+        return xp.take_along_axis(y, order, axis=-1)
+
+    def backward(self, grad_x):
+        """(grad_y, grad_logits): the permutation's transpose; the logits choose it, piecewise constantly: 0."""
+        inverse, zero_logits = self._saved_inverse
+        self._saved_inverse = None
+        return backend.array_module(grad_x).take_along_axis(grad_x, inverse, axis=-1), zero_logits
+
+    def forward(self, x, logits):
+        """x: (B, D, K) one-hot ranks -> y with y[..., order[r]] = x[..., r]."""
+        _, inverse = self._orders(logits)
+        return backend.array_module(x).take_along_axis(x, inverse, axis=-1)
+
+    def reverse_ids(self, y, logits):
+        xp = backend.array_module(y)
+        _, inverse = self._orders(logits)
+        return xp.take_along_axis(inverse, y[..., None], axis=-1)[..., 0]
+
+    def forward_ids(self, x, logits):
+        xp = backend.array_module(x)
+        order, _ = self._orders(logits)
+        return xp.take_along_axis(order, x[..., None], axis=-1)[..., 0]
+
+
+class RankBipartiteFlow(PredictiveBipartiteFlow):
+    """A bipartite flow whose transform is the rank permutation of its network's prediction.
+
+    `network`: a PredictiveNetwork with anchor 0 (its output is the prediction logits, (B, D, K))
+    and an auxiliary weight > 0, the only thing that trains it."""
+
+    def __init__(self, network, K, mask):
+        super().__init__(network, K, mask, scale=False)
+        self.transform = RankTransform(K, owner=type(self).__name__)
