@@ -115,9 +115,10 @@ def build_flow_model(K, length, options, rng):
             network = nn.Transformer(options.get("num_layers", 2), options["hidden"], options.get("heads", 8),
                                      options.get("filter", 4 * options["hidden"]), causal=False, max_length=length,
                                      in_features=K, out_features=out, rng=rng)
-        if rank:  # zero logits: every class ties, the stable order is the identity
+        if rank:  # zero weights: the prediction is the bias, a prior (default 0: ties, the identity)
             network.output.weight.data[...] = 0
-            network.output.bias.data[...] = 0
+            network.output.bias.data[...] = backend.asarray(options.get("prior_logits", numpy.zeros(K)),
+                                                            dtype=network.output.bias.data.dtype)
             predictor = layers.PredictiveNetwork(network, K, 0, options["aux_weight"], 0.0)
             flows.append(layers.RankBipartiteFlow(predictor, K, mask))
             continue
@@ -186,6 +187,9 @@ class CharLM(Experiment):
         add("--coupling", choices=("location-scale", "rank"), default="location-scale",
             help="location-scale: the paper's flows; rank: relabel each symbol by its rank under the network's "
                  "prediction (layers.RankBipartiteFlow, an extension)")
+        add("--rank-init", choices=("prior", "identity"), default="prior",
+            help="rank coupling: start every prediction at the training unigram (and the base at the frequencies of "
+                 "the resulting ranks), or at zero logits (the identity; the first updates scramble the order)")
         add("--masks", choices=("alternate", "hierarchical"), default="alternate", help="kept positions per flow")
         add("--embedding", type=int, default=64, help="embedding size (paper 400)")
         add("--hidden", type=int, default=128, help="LSTM hidden units per direction / Transformer width (paper 915 / 512)")
@@ -244,10 +248,27 @@ class CharLM(Experiment):
         options.setdefault("hidden", 128)
         if options.get("filter") is None:
             options["filter"] = 4 * options["hidden"]
+        rank = options.get("coupling", "location-scale") == "rank"
+        if rank and options.get("rank_init", "prior") == "prior":  # start from the unigram prediction: frequency ranks
+            counts = numpy.bincount(self.train_split.tokens.ravel(), minlength=self.K) + 0.5
+            options["prior_logits"] = numpy.log(counts / counts.sum())
         flow_model = build_flow_model(self.K, self.length, options, rng)
         if config.get("base_init", "empirical") == "empirical":
-            flow_model.base.logits.data[...] = backend.asarray(self.log_frequencies, dtype=flow_model.base.logits.data.dtype)
+            log_frequencies = self._base_side_log_frequencies(flow_model) if "prior_logits" in options else self.log_frequencies
+            flow_model.base.logits.data[...] = backend.asarray(log_frequencies, dtype=flow_model.base.logits.data.dtype)
         return flow_model
+
+    def _base_side_log_frequencies(self, flow_model, chunk=128, rows=1024):
+        """(L, K) log frequencies (add-1/2) of the first `rows` training rows pushed through the initial flows."""
+        counts, tokens_all = numpy.full((self.length, self.K), 0.5), self.train_split.tokens[:rows]
+        for start in range(0, len(tokens_all), chunk):
+            tokens = backend.asarray(tokens_all[start:start + chunk].astype(numpy.int64))
+            base_side = backend.to_numpy(flow_model.reverse(tokens))
+            for module in flow_model.modules():
+                module._saved = None
+            flat = (numpy.arange(self.length) * self.K + base_side).ravel()
+            counts += numpy.bincount(flat, minlength=self.length * self.K).reshape(self.length, self.K)
+        return numpy.log(counts / counts.sum(axis=1, keepdims=True))
 
     def build_optimizer(self, flat):
         lr, base_scale = float(self.config.get("lr") or 3e-3), float(self.config.get("base_lr_scale", 1.0))

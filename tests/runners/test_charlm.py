@@ -79,6 +79,15 @@ def test_a_flow_at_identity_init_scores_exactly_what_its_base_alone_scores(tmp_p
     assert flow["heldout_bpc"] == base["heldout_bpc"]  # identity flows: the same base, the same row order
 
 
+@pytest.mark.parametrize("init", ["prior", "identity"])
+def test_rank_flows_start_at_the_factorised_optimum(tmp_path, ptb_file, init):
+    """prior: every position's symbols relabelled by the unigram's frequency order, and the base set
+    to the relabelled frequencies, which score what the factorised optimum scores; identity: no relabelling."""
+    flow = _train(tmp_path / "flow", ptb_file, "--model", "flow", "--coupling", "rank", "--masks", "hierarchical",
+                  "--rank-init", init, steps=0)["eval"]
+    assert flow["heldout_bpc"] == pytest.approx(flow["heldout_factorized_optimum_bpc"], rel=1e-12)
+
+
 def test_two_ranks_train_the_flow_as_one_rank_does(tmp_path, ptb_file):
     if not MPIEXEC.exists():
         pytest.fail(f"no mpiexec beside {sys.executable}; install the `mpich` wheel")
