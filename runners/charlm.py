@@ -105,6 +105,9 @@ def build_flow_model(K, length, options, rng):
     rank = options.get("coupling", "location-scale") == "rank"
     if rank and (not predictive or not options.get("aux_weight")):
         raise ConfigError("charlm: --coupling rank needs --aux-weight > 0 (the auxiliary loss is what trains its networks)")
+    if predictive and options.get("num_flows", 8) and not options.get("aux_weight") and not options.get("ste_weight", 0.0):
+        raise ConfigError("charlm: with --aux-weight 0 and --ste-weight 0 nothing trains the flow networks "
+                          "(the straight-through gradient alone: --aux-weight 0 --ste-weight 1)")
     out = (2 if scale and not predictive and not rank else 1) * K
     flows = []
     for mask in flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate")):

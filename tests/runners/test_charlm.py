@@ -160,8 +160,10 @@ def test_flow_diagnosis_reports_every_flow_and_the_bits_by_position_class(tmp_pa
     assert float(total.split("=")[1].split()[0]) == pytest.approx(result["eval"]["heldout_bpc"], abs=1e-3)
 
 
-def test_rank_coupling_without_the_auxiliary_loss_is_a_clear_error(tmp_path, ptb_file):
+@pytest.mark.parametrize("options, message", [(["--coupling", "rank", "--aux-weight", "0"], "--coupling rank needs --aux-weight > 0"),
+                                              (["--aux-weight", "0"], "nothing trains the flow networks")])
+def test_flows_that_nothing_would_train_are_a_clear_error(tmp_path, ptb_file, options, message):
     command = [sys.executable, "-m", "runners.cli", "train", "charlm", "--steps", "1", "--batch-size", "2", "--data-path", str(ptb_file),
-               "--coupling", "rank", "--aux-weight", "0", "--out", str(tmp_path / "run"), *TINY]
+               *options, "--out", str(tmp_path / "run"), *TINY]
     process = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-    assert process.returncode != 0 and "--coupling rank needs --aux-weight > 0" in process.stderr
+    assert process.returncode != 0 and message in process.stderr, process.stderr
