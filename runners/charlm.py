@@ -352,7 +352,7 @@ def plot_bpc_curves(path, runs):
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axis = pyplot.subplots(figsize=(6, 3.6))
+    figure, axis = pyplot.subplots(figsize=(8.5, 3.6))
     for label, directory in runs.items():
         with open(os.path.join(directory, "metrics.jsonl")) as handle:
             records = [json.loads(line) for line in handle]
@@ -363,9 +363,9 @@ def plot_bpc_curves(path, runs):
     axis.set_xlabel("training seconds (wall clock)")
     axis.set_ylabel("held-out bits per character")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     pyplot.close(figure)
 
 
