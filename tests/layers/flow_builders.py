@@ -61,3 +61,20 @@ def at_least(examples):
     from hypothesis import settings
 
     return settings(max_examples=max(examples, settings().max_examples))
+
+
+def train_predictive(flow, data, steps, rng, lr=3e-2, batch_size=128):
+    """Adam on -log p of one-hot `data` for FlowModel([flow], factorised base); a predictive flow's
+    auxiliary loss is scaled per sample. Returns the final mean NLL (nats) over all of `data`."""
+    import npflows
+
+    model = layers.FlowModel([flow], layers.FactorizedCategorical(data.shape[1], data.shape[2], dtype=data.dtype))
+    adam = npflows.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        batch = data[rng.integers(0, len(data), batch_size)]
+        flow.network.aux_scale = 1.0 / len(batch)
+        model.zero_grad()
+        model.log_prob(batch)
+        model.backward(numpy.full(len(batch), -1.0 / len(batch), dtype=data.dtype))
+        adam.step()
+    return float(-model.log_prob(data).mean())

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import Ks, lengths, random_ids, seeds
+from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 from npflows import nn
 
 F64 = numpy.float64
@@ -129,25 +129,13 @@ def test_confidence_gate_relabels_exactly_the_confident_positions(K, length, con
 
 def _train_copy_model(aux_weight, steps=150, K=5, seed=0):
     """A bipartite flow (keeps x_0, transforms x_1) on a factorised base, trained on x_1 = (x_0 + 2) mod K."""
-    import npflows
-
     rng = numpy.random.default_rng(seed)
     inner = layers.MLP(2, K, 16, K, rng=rng, dtype=F64)
     for param in inner.body.layers[-1].parameters():
         param.data[...] = 0  # the identity: the flow starts as its base
     flow = layers.PredictiveBipartiteFlow(layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, "even")
-    model = layers.FlowModel([flow], layers.FactorizedCategorical(2, K, dtype=F64))
-    adam = npflows.optim.Adam(model.parameters(), lr=3e-2)
     first = rng.integers(0, K, 4096)
-    data = layers.one_hot(numpy.stack([first, (first + 2) % K], axis=1), K, F64)
-    for _ in range(steps):
-        batch = data[rng.integers(0, len(data), 128)]
-        flow.network.aux_scale = 1.0 / len(batch)
-        model.zero_grad()
-        model.log_prob(batch)
-        model.backward(numpy.full(len(batch), -1.0 / len(batch)))
-        adam.step()
-    return float(-model.log_prob(data).mean())
+    return train_predictive(flow, layers.one_hot(numpy.stack([first, (first + 2) % K], axis=1), K, F64), steps, rng)
 
 
 def test_the_auxiliary_loss_makes_the_flow_learn_where_the_straight_through_gradient_stalls():

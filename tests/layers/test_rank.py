@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import Ks, lengths, random_ids, seeds
+from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 
 F64 = numpy.float64
 
@@ -73,8 +73,6 @@ def test_the_auxiliary_loss_trains_ranks_that_a_location_shift_cannot_reach():
     flow sends the better guess to the anchor but the other lands on a class that depends on x_0,
     spread over K - 1 classes of the base; ranks put it at rank 1 always, so the model reaches the
     data's entropy log K + H(0.6)."""
-    import npflows
-
     K, rng = 6, numpy.random.default_rng(0)
     first = rng.integers(0, K, 4000)
     likely, other = (first + 1) % K, (first * 2 + 3) % K
@@ -83,25 +81,13 @@ def test_the_auxiliary_loss_trains_ranks_that_a_location_shift_cannot_reach():
     data = layers.one_hot(numpy.stack([first, second], axis=1), K, F64)
     entropy = numpy.log(K) - (0.6 * numpy.log(0.6) + 0.4 * numpy.log(0.4))
 
-    def train(flow):
-        model = layers.FlowModel([flow], layers.FactorizedCategorical(2, K, dtype=F64))
-        adam = npflows.optim.Adam(model.parameters(), lr=3e-2)
-        for _ in range(300):
-            batch = data[rng.integers(0, len(data), 128)]
-            flow.network.aux_scale = 1.0 / len(batch)
-            model.zero_grad()
-            model.log_prob(batch)
-            model.backward(numpy.full(len(batch), -1.0 / len(batch)))
-            adam.step()
-        return float(-model.log_prob(data).mean())
-
     def network():
         inner = layers.MLP(2, K, 32, K, rng=1, dtype=F64)
         for param in inner.body.layers[-1].parameters():
             param.data[...] = 0
         return layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=1.0, ste_weight=0.0)
 
-    ranked = train(layers.RankBipartiteFlow(network(), K, "even"))
-    shifted = train(layers.PredictiveBipartiteFlow(network(), K, "even"))
+    ranked = train_predictive(layers.RankBipartiteFlow(network(), K, "even"), data, 300, rng)
+    shifted = train_predictive(layers.PredictiveBipartiteFlow(network(), K, "even"), data, 300, rng)
     assert ranked < entropy + 0.03, (ranked, entropy)
     assert shifted > ranked + 0.2, (shifted, ranked)
