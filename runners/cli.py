@@ -138,6 +138,9 @@ def _add_training_commands(commands, experiment_class):
                        ("sample", "print samples from a checkpoint's model")):
         command = commands.add_parser(name, parents=[_device_options()], help=text, description=text + ".")
         command.add_argument("checkpoint", help="OUT/checkpoint.h5 of a training run")
+        if name == "evaluate":
+            command.add_argument("--split", default=None,
+                                 help="print only this held-out split's metrics (charlm: heldout, valid or test)")
         if name == "sample":
             command.add_argument("-n", "--num-samples", type=int, default=8, help="how many samples")
             command.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -213,6 +216,11 @@ def _restore(args):
 def cmd_evaluate(args):
     state, experiment, model = _restore(args)
     metrics = {name: float(value) for name, value in experiment.evaluate(model).items()}
+    if args.split:
+        splits = sorted({name.split("_")[0] for name in metrics})
+        if args.split not in splits:
+            raise _NameError(f"evaluate: no split {args.split!r} in {args.checkpoint}'s metrics (splits: {', '.join(splits)})")
+        metrics = {name: value for name, value in metrics.items() if name.split("_")[0] == args.split}
     print(json.dumps({"checkpoint": args.checkpoint, "step": state.step, **metrics}))
     return 0
 

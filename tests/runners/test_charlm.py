@@ -107,6 +107,12 @@ def test_text8_format_file_trains_with_the_27_symbol_alphabet(tmp_path):
     metrics = json.loads((tmp_path / "run" / "result.json").read_text())["eval"]
     assert set(metrics) == {"valid_bpc", "valid_factorized_optimum_bpc", "test_bpc", "test_factorized_optimum_bpc"}
     assert "step 2/2" in result
+    test_only = json.loads(_cli(["evaluate", str(tmp_path / "run" / "checkpoint.h5"), "--split", "test"]))
+    assert {key for key in test_only if key.endswith("bpc")} == {"test_bpc", "test_factorized_optimum_bpc"}
+    assert test_only["test_bpc"] == pytest.approx(metrics["test_bpc"], rel=1e-6)
+    process = subprocess.run([sys.executable, "-m", "runners.cli", "evaluate", str(tmp_path / "run" / "checkpoint.h5"),
+                              "--split", "train"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert process.returncode != 0 and "no split 'train'" in process.stderr and "test, valid" in process.stderr
 
 
 def test_a_dataset_without_its_path_is_a_clear_error(tmp_path):
