@@ -88,11 +88,12 @@ def test_rank_flows_start_at_the_factorised_optimum(tmp_path, ptb_file, init):
     assert flow["heldout_bpc"] == pytest.approx(flow["heldout_factorized_optimum_bpc"], rel=1e-12)
 
 
-def test_two_ranks_train_the_flow_as_one_rank_does(tmp_path, ptb_file):
+@pytest.mark.parametrize("coupling", [[], ["--coupling", "rank", "--masks", "hierarchical"]])
+def test_two_ranks_train_the_flow_as_one_rank_does(tmp_path, ptb_file, coupling):
     if not MPIEXEC.exists():
         pytest.fail(f"no mpiexec beside {sys.executable}; install the `mpich` wheel")
-    single = _train(tmp_path / "one", ptb_file, steps=4)["eval"]["heldout_bpc"]
-    double = _train(tmp_path / "two", ptb_file, steps=4, ranks=2)["eval"]["heldout_bpc"]
+    single = _train(tmp_path / "one", ptb_file, *coupling, steps=4)["eval"]["heldout_bpc"]
+    double = _train(tmp_path / "two", ptb_file, *coupling, steps=4, ranks=2)["eval"]["heldout_bpc"]
     # float64: only the summation order of the batch mean differs (two half-batch means, one Allreduce)
     assert double == pytest.approx(single, rel=1e-9)
 
