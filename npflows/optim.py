@@ -85,11 +85,17 @@ class Adam:
 
     m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
     theta <- theta - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) - lr wd theta.
+    `lr_scale`: an optional per-entry multiplier of the learning rate, flat like the parameters
+    (e.g. a larger rate for one module's parameters), applied in place in the update.
     """
 
-    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, lr_scale=None):
         self.flat = _flat(parameters)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        if lr_scale is not None and tuple(lr_scale.shape) != tuple(self.flat.data.shape):
+            raise ValueError(f"Adam: expected lr_scale of shape {tuple(self.flat.data.shape)} (one per parameter entry), "
+                             f"got {tuple(lr_scale.shape)}")
+        self.lr_scale = lr_scale
         xp = backend.array_module(self.flat.data)
         self.m = xp.zeros_like(self.flat.data)
         self.v = xp.zeros_like(self.flat.data)
@@ -117,8 +123,10 @@ class Adam:
         work += self.eps
         xp.divide(self.m, work, out=work)
         work *= lr / (1 - beta1**self.steps)
+        if self.lr_scale is not None:
+            work *= self.lr_scale
         if self.weight_decay:
-            self.flat.data *= 1 - lr * self.weight_decay
+            self.flat.data *= 1 - lr * self.weight_decay * (1 if self.lr_scale is None else self.lr_scale)
         self.flat.data -= work
 
     def state_dict(self):

@@ -145,19 +145,6 @@ def build_flow_model(K, length, options, rng):
     return layers.FlowModel(flows, layers.FactorizedCategorical(length, K))
 
 
-class GroupAdam(optim.Adam):
-    """Adam with a per-entry learning-rate multiplier (flat, like the parameters): flow vs base."""
-
-    def __init__(self, flat, lr, multiplier):
-        super().__init__(flat, lr=lr)
-        self.multiplier = multiplier
-
-    def step(self, lr=None):
-        saved = self.flat.data.copy()
-        super().step(lr)
-        self.flat.data[...] = saved + (self.flat.data - saved) * self.multiplier
-
-
 # -- the experiment --------------------------------------------------------------------------
 def load_data(config):
     name, path = config.get("data", "ptb-dev"), config.get("data_path")
@@ -279,7 +266,7 @@ class CharLM(Experiment):
             return optim.Adam(flat, lr=lr)
         multiplier = numpy.ones(len(flat.data))
         multiplier[-self.length * self.K:] = base_scale  # FlowModel's parameters: the flows', then the base's logits
-        return GroupAdam(flat, lr, backend.asarray(multiplier, dtype=flat.data.dtype))
+        return optim.Adam(flat, lr=lr, lr_scale=backend.asarray(multiplier, dtype=flat.data.dtype))
 
     def learning_rate(self, step):
         return optim.warmup_decay(float(self.config.get("lr") or 3e-3), self.config.get("warmup", 0),

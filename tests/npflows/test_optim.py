@@ -19,18 +19,20 @@ def textbook_adam(theta, grads, lr, betas, eps, weight_decay):
     return theta, m, v
 
 
-@given(seed=st.integers(0, 2**31), steps=st.integers(1, 6), weight_decay=st.sampled_from([0.0, 0.1]))
-def test_adam_matches_textbook_formula(seed, steps, weight_decay):
+@given(seed=st.integers(0, 2**31), steps=st.integers(1, 6), weight_decay=st.sampled_from([0.0, 0.1]), scaled=st.booleans())
+def test_adam_matches_textbook_formula(seed, steps, weight_decay, scaled):
+    """With lr_scale, each entry follows the formula at its own rate lr * scale."""
     rng = numpy.random.default_rng(seed)
     shapes = [(3, 4), (5,), (2, 2, 2)]
     params = [Parameter(rng.normal(size=shape)) for shape in shapes]
     start = numpy.concatenate([p.data.reshape(-1) for p in params])
-    adam = optim.Adam(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay)
+    scale = rng.choice([0.0, 1.0, 10.0], size=start.size) if scaled else None
+    adam = optim.Adam(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay, lr_scale=scale)
     grads = [rng.normal(size=start.size) * 10.0 ** rng.integers(-3, 2) for _ in range(steps)]
     for grad in grads:
         adam.flat.grad[...] = grad
         adam.step()
-    theta, m, v = textbook_adam(start, grads, 0.01, (0.9, 0.99), 1e-8, weight_decay)
+    theta, m, v = textbook_adam(start, grads, 0.01 * (1.0 if scale is None else scale), (0.9, 0.99), 1e-8, weight_decay)
     # float64: the in-place order (sqrt(v) / sqrt(1 - b2^t) instead of sqrt(v / (1 - b2^t)),
     # decay applied before the Adam term) differs from the formula by a few ulps per step
     numpy.testing.assert_allclose(adam.m, m, rtol=1e-12, atol=0)
@@ -49,3 +51,10 @@ def test_adam_step_updates_parameter_views_in_place():
     numpy.testing.assert_allclose(params[1].data, -0.5, rtol=1e-6)
     assert all(numpy.shares_memory(p.data, adam.flat.data) for p in params)
     assert adam.flat.data.dtype == numpy.float32 and adam.m.dtype == numpy.float32
+
+
+def test_adam_lr_scale_of_the_wrong_shape_is_a_clear_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="one per parameter entry"):
+        optim.Adam([Parameter(numpy.ones(3))], lr_scale=numpy.ones(2))
