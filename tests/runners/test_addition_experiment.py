@@ -8,6 +8,7 @@ import numpy
 import pytest
 
 import layers
+from run_files import logged_steps, train_run
 from runners import addition, cli
 from tests.runners.test_distributed import ENV, MPIEXEC, ROOT
 
@@ -16,8 +17,7 @@ TINY = ["--digits", "3", "--hidden", "8", "--flow-hidden", "8", "--train-example
 
 
 def _train(out, model, steps=3):
-    assert cli.main(["train", "addition", "--model", model, "--steps", str(steps), "--out", str(out), *TINY]) == 0
-    return json.loads((out / "result.json").read_text())
+    return train_run("addition", out, "--model", model, "--steps", str(steps), *TINY)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def flow_run(tmp_path_factory):
 def test_train_writes_config_metrics_checkpoint_and_result(flow_run):
     config = json.loads((flow_run / "config.json").read_text())
     assert (config["experiment"], config["model"], config["digits"], config["hidden"]) == ("addition", "ar-flow", 3, 8)
-    assert [json.loads(line)["step"] for line in (flow_run / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert logged_steps(flow_run) == [3]
     assert (flow_run / "checkpoint.h5").exists()
     metrics = json.loads((flow_run / "result.json").read_text())["eval"]
     assert set(metrics) == {"nll", "train_nll", "exact_match", "digit_accuracy"}

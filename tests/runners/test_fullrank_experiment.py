@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 import layers
-from npflows import backend, train
+from run_files import train_run
 from runners import cli, fullrank
 
 TINY = ["--dimension", "3", "--classes", "3", "--train-samples", "64", "--heldout-samples", "32", "--d-model", "8",
@@ -17,7 +17,7 @@ TINY = ["--dimension", "3", "--classes", "3", "--train-samples", "64", "--heldou
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("fullrank")
     for model in fullrank.MODELS:
-        assert cli.main(["train", "fullrank", "--model", model, "--steps", "3", "--out", str(out / model), *TINY]) == 0
+        train_run("fullrank", out / model, "--model", model, "--steps", "3", *TINY)
     return out
 
 
@@ -45,14 +45,6 @@ def test_evaluate_and_sample_read_the_checkpoint(runs, capsys):
     assert cli.main(["sample", checkpoint, "-n", "5"]) == 0
     rows = numpy.array([[int(v) for v in line.split()] for line in capsys.readouterr().out.strip().splitlines()])
     assert rows.shape == (5, 3) and rows.min() >= 0 and rows.max() < 3
-
-
-@pytest.fixture
-def float64():
-    previous = backend.default_dtype()
-    train.setup_device("cpu", "float64")
-    yield
-    backend.set_default_dtype(previous)
 
 
 def _experiment(model, D=3, K=4, flow_init="random", **options):

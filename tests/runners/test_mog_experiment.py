@@ -4,7 +4,7 @@ import json
 import numpy
 import pytest
 
-from npflows import backend, train
+from run_files import logged_steps, train_run
 from runners import cli, mog
 
 TINY = ["--hidden", "8", "--train-samples", "64", "--heldout-samples", "64", "--batch-size", "16", "--seed", "3"]
@@ -13,14 +13,14 @@ TINY = ["--hidden", "8", "--train-samples", "64", "--heldout-samples", "64", "--
 @pytest.fixture(scope="module")
 def bipartite_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mog")
-    assert cli.main(["train", "mog", "--model", "bipartite", "--steps", "3", "--out", str(out), *TINY]) == 0
+    train_run("mog", out, "--model", "bipartite", "--steps", "3", *TINY)
     return out
 
 
 def test_train_writes_config_metrics_checkpoint_and_result(bipartite_run):
     config = json.loads((bipartite_run / "config.json").read_text())
     assert (config["experiment"], config["model"], config["hidden"], config["steps"]) == ("mog", "bipartite", 8, 3)
-    assert [json.loads(line)["step"] for line in (bipartite_run / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert logged_steps(bipartite_run) == [3]
     assert (bipartite_run / "checkpoint.h5").exists()
     result = json.loads((bipartite_run / "result.json").read_text())
     assert result["step"] == 3 and set(result["eval"]) == {"train_nll", "heldout_nll", "exact_nll", "entropy"}
@@ -45,14 +45,6 @@ def test_sample_prints_bin_pairs_in_range(bipartite_run, capsys):
     assert cli.main(["sample", str(bipartite_run / "checkpoint.h5"), "-n", "7", "--seed", "1"]) == 0
     rows = [[int(value) for value in line.split()] for line in capsys.readouterr().out.strip().splitlines()]
     assert len(rows) == 7 and all(len(row) == 2 and 0 <= min(row) and max(row) < mog.NUM_BINS for row in rows)
-
-
-@pytest.fixture
-def float64():
-    previous = backend.default_dtype()
-    train.setup_device("cpu", "float64")
-    yield
-    backend.set_default_dtype(previous)
 
 
 @pytest.mark.parametrize("model", mog.MODELS)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npflows import backend, checkpoint, train
+from run_files import logged_steps, train_run
 from runners import cli, potts, registry
 from tests.runners.test_distributed import ENV, MPIEXEC, ROOT
 
@@ -17,8 +18,7 @@ TINY = ["--states", "3", "--side", "3", "--coupling", "0.5", "--mh-steps", "20",
 
 
 def _train(out, model, steps=3, *extra):
-    assert cli.main(["train", "potts", "--model", model, "--steps", str(steps), "--out", str(out), *TINY, *extra]) == 0
-    return json.loads((out / "result.json").read_text())
+    return train_run("potts", out, "--model", model, "--steps", str(steps), *TINY, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def flow_run(tmp_path_factory):
 def test_train_writes_config_metrics_checkpoint_and_result(flow_run):
     config = json.loads((flow_run / "config.json").read_text())
     assert (config["experiment"], config["model"], config["states"], config["side"]) == ("potts", "ar-flow", 3, 3)
-    assert [json.loads(line)["step"] for line in (flow_run / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert logged_steps(flow_run) == [3]
     state = checkpoint.load(flow_run / "checkpoint.h5")
     assert state.step == 3 and any("table" in name for name in state.params)
     metrics = json.loads((flow_run / "result.json").read_text())["eval"]
