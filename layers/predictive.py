@@ -56,20 +56,22 @@ class PredictiveNetwork(Module):
             rolled = self._second_choice_logits(logits[..., :self.K])
         else:
             rolled = xp.concatenate([logits[..., :self.K][..., self._roll], logits[..., self.K:]], axis=-1)
-        gate = None
+        gate, probs = None, None
+        if self.confidence > 0.0 or (self.target is not None and self.aux_weight):
+            probs = nn.softmax(logits[..., :self.K])  # the gate's and the auxiliary loss's
         if self.confidence > 0.0:
-            gate = nn.softmax(logits[..., :self.K]).max(axis=-1) < self.confidence  # (B, D)
+            gate = probs.max(axis=-1) < self.confidence  # (B, D)
             rolled[gate] = 0.0  # the identity: location 0 (and scale 1) by a clear lead
             rolled[..., 0] += gate * self.GATE_LEAD
             if rolled.shape[-1] == 2 * self.K:
                 rolled[..., self.K + 1] += gate * self.GATE_LEAD
-        self._saved = (x, logits, self.target, gate)
+        self._saved = (x, logits, probs, self.target, gate)
         self.target = None
         return rolled
 
     def backward(self, grad_rolled):
         # loc[s] = pred[roll[s]]: the gradient goes back through the inverse permutation; then + the auxiliary CE's
-        x, logits, target, gate = self._take_saved()
+        x, logits, probs, target, gate = self._take_saved()
         xp = backend.array_module(grad_rolled)
         grad = xp.empty_like(logits)
         if self.second_choice:  # piecewise constant in the prediction: no straight-through term
@@ -81,7 +83,7 @@ class PredictiveNetwork(Module):
                 grad *= self.ste_weight
         if target is not None and self.aux_weight and self.aux_scale:
             transformed = (x.sum(axis=-1, keepdims=True) == 0).astype(x.dtype)
-            grad[..., :self.K] += (nn.softmax(logits[..., :self.K]) - target) * transformed * (self.aux_weight * self.aux_scale)
+            grad[..., :self.K] += (probs - target) * transformed * (self.aux_weight * self.aux_scale)
         return self.inner.backward(grad)
 
     def _second_choice_logits(self, pred):

@@ -33,8 +33,8 @@ class RankTransform:
     """The rank permutation with LocationScale's interface (see the module docstring)."""
 
     def __init__(self, K, owner="RankBipartiteFlow"):
-        self.K, self.owner, self.scale = int(K), owner, False
-        self._saved_inverse = None
+        self.K, self.owner = int(K), owner
+        self._saved_ranks = None
 
     @property
     def out_features(self):
@@ -45,38 +45,34 @@ class RankTransform:
             raise ValueError(f"{self.owner}: expected network output of shape {tuple(leading_shape) + (self.K,)} "
                              f"(K prediction logits), got {tuple(logits.shape)}")
 
-    def _orders(self, logits):
-        xp = backend.array_module(logits)
-        order = _order(logits)
-        return order, xp.argsort(order, axis=-1)  # inverse[c] = the rank of class c
+    @staticmethod
+    def _ranks(order):
+        """ranks[c] = the rank of class c: the inverse permutation of `order`."""
+        return backend.array_module(order).argsort(order, axis=-1)
 
     def reverse(self, y, logits):
         """y: (B, D, K) one-hot (or a perturbation of it) -> x with x[..., r] = y[..., order[r]]."""
-        xp = backend.array_module(y)
-        order, inverse = self._orders(logits)
-        self._saved_inverse = (inverse, xp.zeros_like(logits))
-        return xp.take_along_axis(y, order, axis=-1)
+        order = _order(logits)
+        self._saved_ranks = self._ranks(order)
+        return backend.array_module(y).take_along_axis(y, order, axis=-1)
 
     def backward(self, grad_x):
         """(grad_y, grad_logits): the permutation's transpose; the logits choose it, piecewise constantly: 0."""
-        inverse, zero_logits = self._saved_inverse
-        self._saved_inverse = None
-        return backend.array_module(grad_x).take_along_axis(grad_x, inverse, axis=-1), zero_logits
+        ranks, self._saved_ranks = self._saved_ranks, None
+        xp = backend.array_module(grad_x)
+        return xp.take_along_axis(grad_x, ranks, axis=-1), xp.zeros(ranks.shape, dtype=grad_x.dtype)
 
     def forward(self, x, logits):
         """x: (B, D, K) one-hot ranks -> y with y[..., order[r]] = x[..., r]."""
-        _, inverse = self._orders(logits)
-        return backend.array_module(x).take_along_axis(x, inverse, axis=-1)
+        return backend.array_module(x).take_along_axis(x, self._ranks(_order(logits)), axis=-1)
 
     def reverse_ids(self, y, logits):
         xp = backend.array_module(y)
-        _, inverse = self._orders(logits)
-        return xp.take_along_axis(inverse, y[..., None], axis=-1)[..., 0]
+        return xp.take_along_axis(self._ranks(_order(logits)), y[..., None], axis=-1)[..., 0]
 
     def forward_ids(self, x, logits):
         xp = backend.array_module(x)
-        order, _ = self._orders(logits)
-        return xp.take_along_axis(order, x[..., None], axis=-1)[..., 0]
+        return xp.take_along_axis(_order(logits), x[..., None], axis=-1)[..., 0]
 
 
 class RankBipartiteFlow(PredictiveBipartiteFlow):
