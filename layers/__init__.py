@@ -12,7 +12,7 @@ from .conditioning import Conditioned
 from .location_scale import LocationScale
 from .modular import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse
 from .model import FlowModel
-from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
+from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense, StridedNetwork
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
@@ -25,7 +25,7 @@ __all__ = [
     "FactorizedCategorical", "AutoregressiveCategorical", "FlowModel",
     "OneHotArgmax", "SoftmaxTemperature", "one_hot_argmax", "OneHotShift", "OneHotScale", "LocationScale",
     "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
-    "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork",
+    "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork", "StridedNetwork",
     "PrefixTable", "Conditioned", "PredictiveNetwork", "PredictiveBipartiteFlow",
     "RankBipartiteFlow", "RankTransform",
 ]

@@ -26,7 +26,7 @@ from .bipartite import MASKS, DiscreteBipartiteFlow
 from .conditioning import Conditioned
 from .model import FlowModel
 from .modular import OneHotScale, OneHotShift
-from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense
+from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense, StridedNetwork
 from .onehot import one_hot, shift_right
 from .predictive import PredictiveNetwork
 from .rank import RankBipartiteFlow
@@ -254,3 +254,13 @@ def rank_bipartite_flow(rng):
     network = PredictiveNetwork(MLP(length, K, _size(rng, 3, 8), K, rng=rng, dtype=F64), K, anchor=0)
     flow = RankBipartiteFlow(network, K, mask=str(rng.choice(MASKS)))
     return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),))
+
+
+@register("StridedNetwork(BiLSTM)")
+def strided_network(rng):
+    """The sub-grid gather, the BiLSTM on it and the transpose (zeros off the grid): a
+    hierarchical level's network (stride 2^l, any offset)."""
+    stride, K = int(rng.choice([1, 2, 3, 4])), int(rng.choice(SOME_K))
+    length, offset = _size(rng, stride, 3 * stride), int(rng.integers(0, stride))
+    inner = BidirectionalLSTMNetwork(K, _size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64)
+    return Case(StridedNetwork(inner, stride, offset), (rng.standard_normal((_size(rng), length, K)),))

@@ -5,6 +5,8 @@
 - MLP: dense over the flattened sequence (non-causal), for DiscreteBipartiteFlow.
 - LSTMNetwork: causal, any length, incremental sampling, optional initial state (context).
 - BidirectionalLSTMNetwork: non-causal (forward + backward LSTM), any length, for bipartite flows.
+- StridedNetwork: runs a network on every stride-th position only (a coarse level of a
+  hierarchical bipartite flow), zero outputs elsewhere.
 - npflows.nn.Transformer(..., causal=True, in_features=K, out_features=out) fits as it is.
 CausalMLP and MLP have a fixed length D (the synthetic experiments have one).
 """
@@ -197,3 +199,40 @@ class BidirectionalLSTMNetwork(Module):
         grad_reversed = self.backward_lstm.backward(xp.ascontiguousarray(grad_hidden[..., self.hidden:][:, ::-1]))
         grad_embedded += grad_reversed[:, ::-1]
         return self.embedding.backward(grad_embedded)
+
+
+class StridedNetwork(Module):
+    """(B, D, K) -> (B, D, out): `inner` applied to positions offset, offset + stride, ... only.
+
+    out[:, offset::stride] = inner(x[:, offset::stride]); every other position's output is 0.
+    For a bipartite flow whose transformed positions all lie on that sub-grid (hierarchical
+    masks: flow l transforms d = 2^l mod 2^(l+1), on the grid of stride 2^l), the network reads
+    the coarser kept positions (d = 0 mod 2^(l+1)) and ignores the finer ones, at 1/stride of the
+    sequence's cost. Any function of the kept positions keeps the flow a bijection, so this one
+    does. `output` is inner's output layer (what identity and rank initialisation set).
+    """
+
+    causal = False
+
+    def __init__(self, inner, stride, offset=0):
+        if int(stride) < 1 or not 0 <= int(offset) < int(stride):
+            raise ValueError(f"StridedNetwork: expected stride >= 1 and 0 <= offset < stride, got {stride}, {offset}")
+        self.inner, self.stride, self.offset = inner, int(stride), int(offset)
+        self.output = getattr(inner, "output", None)
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        picked = self.inner.forward(xp.ascontiguousarray(x[:, self.offset::self.stride]))
+        out = xp.zeros(x.shape[:2] + picked.shape[2:], dtype=picked.dtype)
+        out[:, self.offset::self.stride] = picked
+        self._saved = x.shape
+        return out
+
+    def backward(self, grad_out):
+        # the gather's transpose: the sub-grid's gradient in place, 0 at the positions not read
+        shape = self._take_saved()
+        xp = backend.array_module(grad_out)
+        grad_picked = self.inner.backward(xp.ascontiguousarray(grad_out[:, self.offset::self.stride]))
+        grad_x = xp.zeros(shape, dtype=grad_picked.dtype)
+        grad_x[:, self.offset::self.stride] = grad_picked
+        return grad_x

@@ -108,9 +108,13 @@ def build_flow_model(K, length, options, rng):
     if predictive and options.get("num_flows", 8) and not options.get("aux_weight") and not options.get("ste_weight", 0.0):
         raise ConfigError("charlm: with --aux-weight 0 and --ste-weight 0 nothing trains the flow networks "
                           "(the straight-through gradient alone: --aux-weight 0 --ste-weight 1)")
+    strided = bool(options.get("strided_networks"))
+    if strided and options.get("masks", "alternate") != "hierarchical":
+        raise ConfigError("charlm: --strided-networks needs --masks hierarchical (flow l's positions on the grid of stride 2^l)")
     out = (2 if scale and not predictive and not rank else 1) * K
     flows = []
-    for mask in flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate")):
+    levels = max(1, math.ceil(math.log2(length)))
+    for index, mask in enumerate(flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate"))):
         if options.get("network", "lstm") == "lstm":
             network = layers.BidirectionalLSTMNetwork(K, options["embedding"], options["hidden"], out,
                                                       options.get("num_layers", 1), rng=rng)
@@ -118,6 +122,8 @@ def build_flow_model(K, length, options, rng):
             network = nn.Transformer(options.get("num_layers", 2), options["hidden"], options.get("heads", 8),
                                      options.get("filter", 4 * options["hidden"]), causal=False, max_length=length,
                                      in_features=K, out_features=out, rng=rng)
+        if strided and index % levels:  # flow l transforms d = 2^l mod 2^(l+1): read that grid only
+            network = layers.StridedNetwork(network, 2 ** (index % levels))
         if rank:  # zero weights: the prediction is the bias, a prior (default 0: ties, the identity)
             network.output.weight.data[...] = 0
             network.output.bias.data[...] = backend.asarray(options.get("prior_logits", numpy.zeros(K)),
@@ -181,6 +187,9 @@ class CharLM(Experiment):
             help="rank coupling: start every prediction at the training unigram (and the base at the frequencies of "
                  "the resulting ranks), or at zero logits (the identity; the first updates scramble the order)")
         add("--masks", choices=("alternate", "hierarchical"), default="alternate", help="kept positions per flow")
+        add("--strided-networks", action="store_true",
+            help="hierarchical masks: flow l's network reads every 2^l-th position only (the coarser kept positions "
+                 "and the ones it transforms; 1/2^l of the cost), not the finer levels' relabelled symbols")
         add("--embedding", type=int, default=64, help="embedding size (paper 400)")
         add("--hidden", type=int, default=128, help="LSTM hidden units per direction / Transformer width (paper 915 / 512)")
         add("--num-layers", type=int, default=1, help="LSTM or Transformer layers")

@@ -45,3 +45,25 @@ def test_networks_reject_inputs_of_the_wrong_shape_naming_themselves():
         layers.LSTMNetwork(4, 3, 4, rng=0, dtype=F64).forward(numpy.zeros((2, 4, 5)))
     with pytest.raises(ValueError, match=r"MaskedDense: expected mask of shape \(3, 2\)"):
         layers.MaskedDense(3, 2, numpy.ones((2, 3)))
+
+
+@given(stride=st.integers(1, 4), length=st.integers(1, 12), seed=seeds)
+def test_strided_network_reads_and_writes_its_grid_only(stride, length, seed):
+    rng = numpy.random.default_rng(seed)
+    offset = int(rng.integers(0, stride))
+    inner = layers.BidirectionalLSTMNetwork(5, 3, 4, 6, rng=rng, dtype=numpy.float64)
+    network = layers.StridedNetwork(inner, stride, offset)
+    x = rng.standard_normal((2, length, 5))
+    out = network.forward(x)
+    grid = numpy.arange(length) % stride == offset
+    assert out.shape == (2, length, 6) and not out[:, ~grid].any()
+    numpy.testing.assert_array_equal(out[:, grid], inner.forward(numpy.ascontiguousarray(x[:, grid])))
+    changed = x.copy()
+    changed[:, ~grid] = rng.standard_normal(changed[:, ~grid].shape)  # off the grid: never read
+    numpy.testing.assert_array_equal(network.forward(changed), out)
+
+
+@pytest.mark.parametrize("stride, offset", [(0, 0), (2, 2), (3, -1)])
+def test_strided_network_rejects_a_bad_grid(stride, offset):
+    with pytest.raises(ValueError, match="StridedNetwork: expected stride >= 1 and 0 <= offset < stride"):
+        layers.StridedNetwork(layers.MLP(2, 3, 4, 3, rng=0), stride, offset)

@@ -55,7 +55,8 @@ def ptb_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("model", [["--model", "flow"], ["--model", "flow", "--network", "transformer", "--scale", "--heads", "2"],
-                                   ["--model", "flow", "--coupling", "rank", "--masks", "hierarchical"], ["--model", "lstm"]])
+                                   ["--model", "flow", "--coupling", "rank", "--masks", "hierarchical", "--strided-networks"],
+                                   ["--model", "lstm"]])
 def test_training_then_evaluate_and_sample_on_the_checkpoint(tmp_path, ptb_file, model):
     result = _train(tmp_path, ptb_file, *model)
     bpc = result["eval"]["heldout_bpc"]
@@ -79,12 +80,12 @@ def test_a_flow_at_identity_init_scores_exactly_what_its_base_alone_scores(tmp_p
     assert flow["heldout_bpc"] == base["heldout_bpc"]  # identity flows: the same base, the same row order
 
 
-@pytest.mark.parametrize("init", ["prior", "identity"])
+@pytest.mark.parametrize("init", [["--rank-init", "prior"], ["--rank-init", "identity"], ["--strided-networks"]])
 def test_rank_flows_start_at_the_factorised_optimum(tmp_path, ptb_file, init):
     """prior: every position's symbols relabelled by the unigram's frequency order, and the base set
     to the relabelled frequencies, which score what the factorised optimum scores; identity: no relabelling."""
     flow = _train(tmp_path / "flow", ptb_file, "--model", "flow", "--coupling", "rank", "--masks", "hierarchical",
-                  "--rank-init", init, steps=0)["eval"]
+                  *init, steps=0)["eval"]
     assert flow["heldout_bpc"] == pytest.approx(flow["heldout_factorized_optimum_bpc"], rel=1e-12)
 
 
@@ -168,7 +169,8 @@ def test_flow_diagnosis_reports_every_flow_and_the_bits_by_position_class(tmp_pa
 
 
 @pytest.mark.parametrize("options, message", [(["--coupling", "rank", "--aux-weight", "0"], "--coupling rank needs --aux-weight > 0"),
-                                              (["--aux-weight", "0"], "nothing trains the flow networks")])
+                                              (["--aux-weight", "0"], "nothing trains the flow networks"),
+                                              (["--strided-networks"], "--strided-networks needs --masks hierarchical")])
 def test_flows_that_nothing_would_train_are_a_clear_error(tmp_path, ptb_file, options, message):
     command = [sys.executable, "-m", "runners.cli", "train", "charlm", "--steps", "1", "--batch-size", "2", "--data-path", str(ptb_file),
                *options, "--out", str(tmp_path / "run"), *TINY]
