@@ -26,6 +26,7 @@ REPRODUCTIONS = {
     "addition": "runners.addition_reproduce:reproduce_addition",
     "table2": "runners.potts_reproduce:reproduce_table2",
     "figure4": "runners.potts_reproduce:reproduce_figure4",
+    "ptb": "runners.ptb_reproduce:reproduce_ptb",
 }
 # |ours - paper| beyond this many nats gets a note in result.md (and a discussion in docs/results.md).
 NOTE_THRESHOLD = 0.3
@@ -107,6 +108,8 @@ def is_root():
 
 
 def _number(value, digits=3):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return "" if value is None else f"{value:.{digits}f}"
 
 
@@ -126,23 +129,24 @@ def markdown_table(entries, columns=()):
     return "\n".join(lines)
 
 
-def annotate(entries, threshold=NOTE_THRESHOLD):
-    """Prefix each entry's note with 'differs from the paper by +x.xx nats' where |ours - paper| > threshold."""
+def annotate(entries, threshold=NOTE_THRESHOLD, unit="nats"):
+    """Prefix each entry's note with 'differs from the paper by +x.xx UNIT' where |ours - paper| > threshold."""
     for entry in entries:
         paper, ours = entry.get("paper"), entry.get("ours")
         if paper is not None and ours is not None and abs(ours - paper) > threshold:
-            flag = f"differs from the paper by {ours - paper:+.2f} nats"
+            flag = f"differs from the paper by {ours - paper:+.2f} {unit}"
             entry["note"] = flag + ("; " + entry["note"] if entry.get("note") else "")
     return entries
 
 
 def write_report(out, name, options, entries, *, title, wall_seconds, columns=(), settings=None, text="",
-                 figures=(), stream=None):
+                 figures=(), stream=None, unit="nats"):
     """Write OUT/result.json and OUT/result.md and print the markdown (rank 0 only); returns the
-    result dict. `text`: paragraphs after the table (discussion, what "ours" measures)."""
+    result dict. `text`: paragraphs after the table (discussion, what "ours" measures); `unit`:
+    what ours and paper are measured in (the notes name it)."""
     result = {"name": name, "title": title, "command": getattr(options, "command_line", None) or f"npflows reproduce {name}",
               "date": datetime.date.today().isoformat(), "wall_seconds": wall_seconds, "settings": settings or {},
-              "entries": annotate([dict(entry) for entry in entries]), "figures": list(figures)}
+              "entries": annotate([dict(entry) for entry in entries], unit=unit), "figures": list(figures)}
     if not is_root():
         return result
     lines = [f"# {title}", "", f"Command: `{result['command']}`  ", f"Date: {result['date']}, "

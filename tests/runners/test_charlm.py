@@ -176,3 +176,30 @@ def test_flows_that_nothing_would_train_are_a_clear_error(tmp_path, ptb_file, op
                *options, "--out", str(tmp_path / "run"), *TINY]
     process = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert process.returncode != 0 and message in process.stderr, process.stderr
+
+
+def test_reproduce_ptb_trains_the_three_models_and_reports_the_gap(tmp_path, ptb_file):
+    from runners import cli, ptb_reproduce
+
+    out = tmp_path / "ptb"
+    assert cli.main(["reproduce", "ptb", "--steps", "2", "--batch-size", "8", "--out", str(out), "--set", f"data-path={ptb_file}",
+                     "--set", "max-length=40", "--set", "embedding=8", "--set", "hidden=8", "--set", "eval-batch-size=16"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert [entry["paper"] for entry in result["entries"]] == [None, 1.38, 1.18]
+    by_model = dict(zip(ptb_reproduce.DEFAULT_MODELS, result["entries"]))
+    for name, entry in by_model.items():
+        run = json.loads((out / name / "result.json").read_text())
+        assert entry["ours"] == run["eval"]["heldout_bpc"] and entry["metrics"]["steps"] == 2
+        assert json.loads((out / name / "config.json").read_text())["model"] == ptb_reproduce.VARIANTS[name][2]["model"]
+    assert "strided BiLSTM 8/8" in by_model["flow"]["model"]
+    markdown = (out / "result.md").read_text()
+    gap = by_model["flow"]["ours"] - by_model["lstm"]["ours"]
+    assert f"flow - LSTM = {gap:+.3f} bpc (paper +0.20)" in markdown and "differs from the paper by" in markdown
+    assert (out / "ptb_bpc.png").stat().st_size > 0
+
+
+def test_reproduce_ptb_rejects_an_unknown_model(tmp_path, capsys):
+    from runners import cli
+
+    assert cli.main(["reproduce", "ptb", "--models", "flow,gru", "--out", str(tmp_path)]) == 2
+    assert "expected --models from factorized, flow, flow-location, lstm, got 'flow,gru'" in capsys.readouterr().err
