@@ -365,7 +365,39 @@ def plot_bpc_curves(path, runs):
     pyplot.close(figure)
 
 
-if __name__ == "__main__":  # python -m runners.charlm OUT.png LABEL=RUN_DIR ...
+def plot_bpc_against_flows(path, runs):
+    """PNG of the final held-out bpc against the number of flows (paper Figure 3's axes); runs: {flows: run directory}."""
+    import json
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    points = []
+    for flows, directory in sorted(runs.items()):
+        with open(os.path.join(directory, "result.json")) as handle:
+            metrics = json.load(handle)["eval"]
+        values = [value for key, value in metrics.items() if key.endswith("_bpc") and "optimum" not in key]
+        if not values:
+            raise ValueError(f"plot_bpc_against_flows: {directory}/result.json has no held-out bpc")
+        points.append((flows, values[0]))
+    figure, axis = pyplot.subplots(figsize=(4.5, 3.2))
+    axis.plot(*zip(*points), marker="o")
+    axis.set_xlabel("number of flows")
+    axis.set_ylabel("held-out bits per character")
+    axis.set_xticks([flows for flows, _ in points])
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    pyplot.close(figure)
+
+
+if __name__ == "__main__":  # python -m runners.charlm OUT.png LABEL=RUN_DIR ... | --flows OUT.png N=RUN_DIR ...
     import sys
 
-    plot_bpc_curves(sys.argv[1], dict(argument.split("=", 1) for argument in sys.argv[2:]))
+    if sys.argv[1] == "--flows":
+        plot_bpc_against_flows(sys.argv[2], {int(key): value for key, value in (item.split("=", 1) for item in sys.argv[3:])})
+    else:
+        plot_bpc_curves(sys.argv[1], dict(argument.split("=", 1) for argument in sys.argv[2:]))

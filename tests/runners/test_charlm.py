@@ -203,3 +203,17 @@ def test_reproduce_ptb_rejects_an_unknown_model(tmp_path, capsys):
 
     assert cli.main(["reproduce", "ptb", "--models", "flow,gru", "--out", str(tmp_path)]) == 2
     assert "expected --models from factorized, flow, flow-location, lstm, got 'flow,gru'" in capsys.readouterr().err
+
+
+def test_bpc_against_flows_plot_reads_each_runs_final_bpc(tmp_path):
+    runs = {}
+    for flows, bpc in [(1, 3.8), (4, 3.3)]:
+        directory = tmp_path / f"f{flows}"
+        directory.mkdir()
+        (directory / "result.json").write_text(json.dumps({"eval": {"heldout_factorized_optimum_bpc": 5.5, "heldout_bpc": bpc}}))
+        runs[flows] = str(directory)
+    charlm.plot_bpc_against_flows(tmp_path / "flows.png", runs)
+    assert (tmp_path / "flows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "f4" / "result.json").write_text(json.dumps({"eval": {"heldout_factorized_optimum_bpc": 5.5}}))
+    with pytest.raises(ValueError, match="f4/result.json has no held-out bpc"):
+        charlm.plot_bpc_against_flows(tmp_path / "bad.png", runs)
