@@ -70,7 +70,7 @@ def main(argv=None):
     def restore(path):
         state = checkpoint.load(path)
         experiment, model = train.restore(registry.resolve("charlm"), state, path)
-        bpc = {key: value for key, value in experiment.evaluate(model).items() if key.endswith("_bpc") and "optimum" not in key}
+        bpc = {f"{split}_bpc": value for split, value in charlm.bpc_by_split(experiment.evaluate(model)).items()}
         return model, f"{path} ({json.dumps({k: round(v, 3) for k, v in bpc.items()})})"
 
     models, notes = {}, {}

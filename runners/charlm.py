@@ -81,17 +81,27 @@ class LSTMLanguageModel(Module):
         return ids
 
 
+def hierarchical_step(index, length):
+    """Flow `index` of hierarchical masks transforms d = step mod 2 step, step = 2^(index mod levels)."""
+    return 2 ** (index % max(1, math.ceil(math.log2(length))))
+
+
+def bpc_by_split(metrics, prefix=""):
+    """{split: bpc} from metrics named `<prefix><split>_bpc`, leaving out the factorised optimum beside each."""
+    return {key[len(prefix):-len("_bpc")]: value for key, value in metrics.items()
+            if key.startswith(prefix) and key.endswith("_bpc") and not key.endswith("_factorized_optimum_bpc")}
+
+
 def flow_masks(num_flows, length, pattern):
     """Kept-position masks, flows[0] (data side) first. 'alternate': even, odd, even, ... (the
     paper). 'hierarchical': flow i transforms the positions d = 2^l mod 2^(l+1), l = i mod levels,
     given all others: odd positions from the even ones, then d = 2 mod 4 from d = 0 mod 4, ..."""
     if pattern == "alternate":
         return ["even" if index % 2 == 0 else "odd" for index in range(num_flows)]
-    levels = max(1, math.ceil(math.log2(length)))
     positions = numpy.arange(length)
     masks = []
     for index in range(num_flows):
-        step = 2 ** (index % levels)
+        step = hierarchical_step(index, length)
         masks.append((positions % (2 * step) != step).astype(numpy.int64))
     return masks
 
@@ -113,7 +123,6 @@ def build_flow_model(K, length, options, rng):
         raise ConfigError("charlm: --strided-networks needs --masks hierarchical (flow l's positions on the grid of stride 2^l)")
     out = (2 if scale and not predictive and not rank else 1) * K
     flows = []
-    levels = max(1, math.ceil(math.log2(length)))
     for index, mask in enumerate(flow_masks(int(options.get("num_flows", 8)), length, options.get("masks", "alternate"))):
         if options.get("network", "lstm") == "lstm":
             network = layers.BidirectionalLSTMNetwork(K, options["embedding"], options["hidden"], out,
@@ -122,8 +131,8 @@ def build_flow_model(K, length, options, rng):
             network = nn.Transformer(options.get("num_layers", 2), options["hidden"], options.get("heads", 8),
                                      options.get("filter", 4 * options["hidden"]), causal=False, max_length=length,
                                      in_features=K, out_features=out, rng=rng)
-        if strided and index % levels:  # flow l transforms d = 2^l mod 2^(l+1): read that grid only
-            network = layers.StridedNetwork(network, 2 ** (index % levels))
+        if strided and hierarchical_step(index, length) > 1:  # flow l transforms d = 2^l mod 2^(l+1): read that grid only
+            network = layers.StridedNetwork(network, hierarchical_step(index, length))
         if rank:  # zero weights: the prediction is the bias, a prior (default 0: ties, the identity)
             network.output.weight.data[...] = 0
             network.output.bias.data[...] = backend.asarray(options.get("prior_logits", numpy.zeros(K)),
@@ -352,8 +361,7 @@ def plot_bpc_curves(path, runs):
     for label, directory in runs.items():
         with open(os.path.join(directory, "metrics.jsonl")) as handle:
             records = [json.loads(line) for line in handle]
-        points = [(r["wall_seconds"], value) for r in records for key, value in r.items()
-                  if key.startswith("eval_") and key.endswith("_bpc") and "optimum" not in key]
+        points = [(r["wall_seconds"], value) for r in records for value in bpc_by_split(r, "eval_").values()]
         if points:
             axis.plot(*zip(*points), marker="o", markersize=3, label=label)
     axis.set_xlabel("training seconds (wall clock)")
@@ -379,7 +387,7 @@ def plot_bpc_against_flows(path, runs):
     for flows, directory in sorted(runs.items()):
         with open(os.path.join(directory, "result.json")) as handle:
             metrics = json.load(handle)["eval"]
-        values = [value for key, value in metrics.items() if key.endswith("_bpc") and "optimum" not in key]
+        values = list(bpc_by_split(metrics).values())
         if not values:
             raise ValueError(f"plot_bpc_against_flows: {directory}/result.json has no held-out bpc")
         points.append((flows, values[0]))

@@ -66,7 +66,7 @@ def reproduce_ptb(options):
     out, models, started = reproduce.output_directory(options, "ptb"), _models(options.models), time.perf_counter()
     results = {}
     for name in models:
-        title, paper, settings, steps, batch, quick = VARIANTS[name]
+        settings, steps, batch, quick = VARIANTS[name][2:]
         steps, batch = quick if options.quick else (steps, batch)
         steps, batch = options.steps or steps, options.batch_size or batch
         eval_every = options.eval_every or max(1, steps // 12)
@@ -75,15 +75,14 @@ def reproduce_ptb(options):
         results[name] = (result, steps, batch)
     if not reproduce.is_root():
         return None
-    entries, bpc = [], {}
+    entries, bpc, titles = [], {}, {name: _title(os.path.join(out, name), VARIANTS[name][0]) for name in results}
     for name, (result, steps, batch) in results.items():
-        title, paper = _title(os.path.join(out, name), VARIANTS[name][0]), VARIANTS[name][1]
         metrics = {**result["eval"], "wall_seconds": result["wall_seconds"], "steps": steps, "batch": batch,
                    "parameters": _parameter_count(os.path.join(out, name)), "ranks": result["world_size"]}
-        split = next(key[:-len("_bpc")] for key in result["eval"] if key.endswith("_bpc") and "optimum" not in key)
-        bpc[name] = metrics[f"{split}_bpc"]
+        split, bpc[name] = next(iter(charlm.bpc_by_split(result["eval"]).items()))
         metrics["factorized_optimum_bpc"] = metrics[f"{split}_factorized_optimum_bpc"]
-        entries.append({"setting": f"PTB ({split})", "model": title, "paper": paper, "ours": bpc[name], "metrics": metrics})
+        entries.append({"setting": f"PTB ({split})", "model": titles[name], "paper": VARIANTS[name][1], "ours": bpc[name],
+                        "metrics": metrics})
     lines = ["", "ours = held-out bits per character: a row's -log2 p over its characters + EOS (docs/results.md, PTB); "
              "factorised optimum = the closed-form best factorised base on the same rows. The paper's numbers are "
              "for the full PTB on a GPU at far larger sizes (8 flows, LSTM 915; 3-layer LSTM 1850)."]
@@ -94,8 +93,7 @@ def reproduce_ptb(options):
         if "factorized" in bpc:
             lines.append(f"- {name} - factorised base alone = {bpc[name] - bpc['factorized']:+.3f} bpc.")
     figure = os.path.join(out, "ptb_bpc.png")
-    charlm.plot_bpc_curves(figure, {_title(os.path.join(out, name), VARIANTS[name][0]): os.path.join(out, name)
-                                    for name in results})
+    charlm.plot_bpc_curves(figure, {titles[name]: os.path.join(out, name) for name in results})
     columns = [("factorised optimum", "factorized_optimum_bpc"), ("parameters", "parameters"), ("steps", "steps"),
                ("batch", "batch"), ("MPI ranks", "ranks"), ("seconds", "wall_seconds")]
     return reproduce.write_report(out, "ptb", options, entries, title="PTB, character level (bits per character)",
