@@ -19,16 +19,14 @@ from npflows import checkpoint, train
 
 from . import charlm, reproduce
 
+_FLOW = {"model": "flow", "masks": "hierarchical", "strided_networks": True, "num_flows": 4, "embedding": 64, "hidden": 128,
+         "lr": 0.01}
+_FLOW_TITLE = "{num_flows} hierarchical flows, strided BiLSTM {embedding}/{hidden}"
 # (title, formatted with the run's config; paper's bpc, the variant's charlm options, steps, global batch; --quick: steps, batch)
 VARIANTS = {
     "factorized": ("factorised base alone", None, {"model": "factorized", "lr": 0.01}, 300, 32, (100, 32)),
-    "flow": ("bipartite flow (rank couplings, {num_flows} hierarchical flows, strided BiLSTM {embedding}/{hidden})", 1.38,
-             {"model": "flow", "coupling": "rank", "masks": "hierarchical", "strided_networks": True, "num_flows": 4,
-              "embedding": 64, "hidden": 128, "lr": 0.01}, 1200, 32, (150, 32)),
-    "flow-location": ("bipartite flow, the paper's family (location only, {num_flows} hierarchical flows, strided BiLSTM "
-                      "{embedding}/{hidden})",
-                      1.38, {"model": "flow", "masks": "hierarchical", "strided_networks": True, "num_flows": 4,
-                             "embedding": 64, "hidden": 128, "lr": 0.01}, 1200, 32, (150, 32)),
+    "flow": (f"bipartite flow (rank couplings, {_FLOW_TITLE})", 1.38, {**_FLOW, "coupling": "rank"}, 1200, 32, (150, 32)),
+    "flow-location": (f"bipartite flow, the paper's family (location only, {_FLOW_TITLE})", 1.38, _FLOW, 1200, 32, (150, 32)),
     "lstm": ("AR LSTM ({num_layers} layer(s), embedding {embedding}, hidden {hidden})", 1.18,
              {"model": "lstm", "embedding": 64, "hidden": 384, "lr": 0.003}, 2400, 32, (300, 32)),
 }
