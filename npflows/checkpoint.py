@@ -1,28 +1,39 @@
-"""Training checkpoints in HDF5 (h5py), written atomically.
+"""Training checkpoints in HDF5 (h5py), written atomically and verified on load.
 
-Layout of a checkpoint file (format "npflows-checkpoint", version 1):
-    /               attrs: format, version, step, data_position, config (JSON text)
+Layout of a checkpoint file (format "npflows-checkpoint", version 2):
+    /               attrs: format, version, step, data_position, config (JSON text),
+                    data_fingerprint (JSON: what the run was trained on), checksums (JSON)
     /params/NAME    one dataset per parameter, NAME its dotted path in the model
                     (`layers.0.weight`), in the model's order
     /optimizer/     attr `type` (class name); arrays as datasets (m, v, velocity ...),
                     scalars as attrs (steps ...)
     /rng            attr `rank_states`: JSON list, one numpy bit-generator state per rank
 
-`save` writes a temporary file beside the target, flushes and fsyncs it, then renames it over
-the target (atomic on POSIX) and fsyncs the directory, so a kill at any moment leaves either
-the previous checkpoint or the new one, both complete. `load` turns every way a file can be
-wrong (missing, not HDF5, truncated, someone else's HDF5, a newer format) into a
+`checksums` maps every dataset's path to the crc32 of its bytes, and "attributes" to the crc32
+of every other attribute: HDF5 itself checksums none of the raw data, so a damaged byte in an
+array would otherwise load as a plausible wrong number. `load` recomputes them all and refuses
+a file where one differs or a listed dataset is missing, naming it. Version 1 files (no
+checksums, no fingerprint) still load, unverified.
+
+`save` refuses non-finite arrays (a diverged model never replaces a good checkpoint), writes a
+temporary file beside the target, flushes and fsyncs it, then renames it over the target
+(atomic on POSIX) and fsyncs the directory, so a kill at any moment leaves either the previous
+checkpoint or the new one, both complete. A write that fails (a full disk) removes the
+temporary file and raises a CheckpointError. `load` turns every way a file can be wrong
+(missing, not HDF5, truncated, damaged, someone else's HDF5, a newer format) into a
 CheckpointError that says which file and what is wrong.
 """
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 
 import h5py
 import numpy
 
 FORMAT = "npflows-checkpoint"
-VERSION = 1
+VERSION = 2
+_ATTRIBUTES = "attributes"  # the key of the attributes' crc32 in `checksums`
 
 
 class CheckpointError(ValueError):
@@ -39,24 +50,57 @@ class Checkpoint:
     data_position: int  # examples consumed so far, over all ranks
     config: dict
     rng_states: list = field(default_factory=list)  # one bit-generator state per rank
+    data_fingerprint: dict = field(default_factory=dict)  # npflows.train.data_fingerprint of the training data
 
 
 def _host(value):
     return value.get() if type(value).__module__.startswith("cupy") else value
 
 
-def _write(handle, checkpoint):
+def _crc32(array):
+    return zlib.crc32(numpy.ascontiguousarray(array).view(numpy.uint8).reshape(-1))
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and getattr(value, "ndim", 0) > 0
+
+
+def _arrays(checkpoint):
+    """(path in the file, host array) of every dataset `checkpoint` is stored as."""
+    arrays = [(f"/params/{name}", array) for name, array in checkpoint.params.items()]
+    arrays += [(f"/optimizer/{name}", value) for name, value in checkpoint.optimizer.items() if _is_array(value)]
+    return [(path, numpy.asarray(_host(array))) for path, array in arrays]
+
+
+def _attributes_crc32(checkpoint):
+    """crc32 of every non-array field, in one canonical JSON text (numpy scalars as Python ones)."""
+    scalars = {name: value for name, value in checkpoint.optimizer.items() if not _is_array(value)}
+    fields = [int(checkpoint.step), int(checkpoint.data_position), checkpoint.config, checkpoint.rng_states,
+              checkpoint.data_fingerprint, scalars]
+    text = json.dumps(fields, sort_keys=True, default=lambda value: _host(value).item())
+    return zlib.crc32(text.encode())
+
+
+def _refuse_non_finite(path, arrays):
+    for name, array in arrays:
+        if numpy.issubdtype(array.dtype, numpy.inexact) and not numpy.isfinite(array).all():
+            raise CheckpointError(f"checkpoint: refusing to write {path}: {name} holds "
+                                  f"{int((~numpy.isfinite(array)).sum())} non-finite values; the previous file is kept")
+
+
+def _write(handle, checkpoint, arrays):
+    checksums = {dataset_path: _crc32(array) for dataset_path, array in arrays}
+    checksums[_ATTRIBUTES] = _attributes_crc32(checkpoint)
     handle.attrs.update(format=FORMAT, version=VERSION, step=int(checkpoint.step),
-                        data_position=int(checkpoint.data_position), config=json.dumps(checkpoint.config))
-    params = handle.create_group("params", track_order=True)
-    for name, array in checkpoint.params.items():
-        params.create_dataset(name, data=numpy.asarray(_host(array)))
-    optimizer = handle.create_group("optimizer", track_order=True)
+                        data_position=int(checkpoint.data_position), config=json.dumps(checkpoint.config),
+                        data_fingerprint=json.dumps(checkpoint.data_fingerprint), checksums=json.dumps(checksums))
+    for group in ("params", "optimizer"):
+        handle.create_group(group, track_order=True)
+    for dataset_path, array in arrays:
+        handle.create_dataset(dataset_path, data=array)
     for name, value in checkpoint.optimizer.items():
-        if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
-            optimizer.create_dataset(name, data=numpy.asarray(_host(value)))
-        else:
-            optimizer.attrs[name] = _host(value)
+        if not _is_array(value):
+            handle["optimizer"].attrs[name] = _host(value)
     handle.create_group("rng").attrs["rank_states"] = json.dumps(checkpoint.rng_states)
 
 
@@ -72,11 +116,21 @@ def save(path, checkpoint):
     """Write `checkpoint` to `path` atomically (temporary file, fsync, rename, fsync dir)."""
     path = os.fspath(path)
     temporary = path + ".tmp"
-    with h5py.File(temporary, "w", track_order=True) as handle:
-        _write(handle, checkpoint)
-        handle.flush()
-    _fsync(temporary)
-    os.replace(temporary, path)
+    arrays = _arrays(checkpoint)
+    _refuse_non_finite(path, arrays)
+    try:
+        with h5py.File(temporary, "w", track_order=True) as handle:
+            _write(handle, checkpoint, arrays)
+            handle.flush()
+        _fsync(temporary)
+        os.replace(temporary, path)
+    except BaseException as error:  # a full disk, a kill signal turned exception: never leave the .tmp behind
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        if isinstance(error, OSError):
+            raise CheckpointError(f"checkpoint: cannot write {path}: {error.strerror or error}; removed {temporary}, "
+                                  "the previous checkpoint (if any) is intact") from None
+        raise
     try:
         _fsync(os.path.dirname(os.path.abspath(path)))
     except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
@@ -88,6 +142,30 @@ def _attr(node, name, path):
         raise CheckpointError(f"checkpoint: {path} lacks attribute {node.name}:{name}; the file is damaged")
     value = node.attrs[name]
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _verify(handle, state, path):
+    """Raise naming the first dataset (or the attributes) whose crc32 differs from the stored one."""
+    checksums = json.loads(_attr(handle, "checksums", path))
+    arrays = dict(_arrays(state))
+    stored = set()
+    handle.visititems(lambda name, node: stored.add("/" + name) if isinstance(node, h5py.Dataset) else None)
+    unlisted = sorted(stored - set(checksums))
+    if unlisted:
+        raise CheckpointError(f"checkpoint: {path} holds dataset {unlisted[0]} that its checksums do not list; "
+                              "the file is damaged")
+    for dataset_path, expected in checksums.items():
+        if dataset_path == _ATTRIBUTES:
+            continue
+        if dataset_path not in arrays:
+            raise CheckpointError(f"checkpoint: {path} lacks dataset {dataset_path}; the file is damaged")
+        found = _crc32(arrays[dataset_path])
+        if found != expected:
+            raise CheckpointError(f"checkpoint: {path}: dataset {dataset_path} fails its checksum (crc32 {found:08x}, "
+                                  f"stored {expected:08x}); the file is damaged")
+    if _attributes_crc32(state) != checksums.get(_ATTRIBUTES):
+        raise CheckpointError(f"checkpoint: {path}: its attributes (step, config, random states ...) fail their "
+                              "checksum; the file is damaged")
 
 
 def _read(handle, path):
@@ -107,14 +185,18 @@ def _read(handle, path):
     optimizer = {name: numpy.asarray(dataset[()]) for name, dataset in handle["optimizer"].items()}
     for name in handle["optimizer"].attrs:
         optimizer[name] = _attr(handle["optimizer"], name, path)
-    return Checkpoint(
+    state = Checkpoint(
         params={name: numpy.asarray(dataset[()]) for name, dataset in handle["params"].items()},
         optimizer=optimizer,
         step=int(_attr(handle, "step", path)),
         data_position=int(_attr(handle, "data_position", path)),
         config=json.loads(_attr(handle, "config", path)),
         rng_states=json.loads(_attr(handle["rng"], "rank_states", path)),
+        data_fingerprint=json.loads(_attr(handle, "data_fingerprint", path)) if version >= 2 else {},
     )
+    if version >= 2:
+        _verify(handle, state, path)
+    return state
 
 
 def load(path):

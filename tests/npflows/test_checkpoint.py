@@ -1,4 +1,6 @@
 """Checkpoints round-trip exactly, survive SIGKILL mid-write, and reject bad files clearly."""
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +29,9 @@ def _example(seed=0, dtype=numpy.float64, shapes=((3, 4), (4,))):
                  "v": rng.random(total).astype(dtype)}
     states = [numpy.random.default_rng(rank).bit_generator.state for rank in range(2)]
     config = {"experiment": "pkg.mod:Exp", "seed": seed, "hidden": 16, "lr": 0.01}
-    return Checkpoint(params=params, optimizer=optimizer, step=11, data_position=440, config=config, rng_states=states)
+    fingerprint = {"examples": 40, "bytes": 320, "blake2b": "00ff"}
+    return Checkpoint(params=params, optimizer=optimizer, step=11, data_position=440, config=config, rng_states=states,
+                      data_fingerprint=fingerprint)
 
 
 @given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([numpy.float32, numpy.float64]),
@@ -46,6 +50,7 @@ def test_save_then_load_returns_every_field_exactly(tmp_path_factory, seed, dtyp
     assert (loaded.optimizer["type"], int(loaded.optimizer["steps"])) == ("Adam", 7)
     assert (loaded.step, loaded.data_position) == (11, 440)
     assert loaded.config == original.config and loaded.rng_states == original.rng_states
+    assert loaded.data_fingerprint == original.data_fingerprint
     assert not os.path.exists(str(path) + ".tmp")
 
 
@@ -109,20 +114,79 @@ def test_bad_checkpoint_files_raise_checkpoint_error_naming_the_file(tmp_path, k
     assert str(path) in str(caught.value) and expected in str(caught.value)
 
 
-def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.h5"
-    checkpoint.save(path, _example(seed=1))
-    real_write = checkpoint._write
-
-    def write_then_fail(handle, state):
-        real_write(handle, state)
-        raise OSError("disk full (simulated)")
-
-    monkeypatch.setattr(checkpoint, "_write", write_then_fail)
-    with pytest.raises(OSError):
-        checkpoint.save(path, _example(seed=2))
+def _previous_intact(path):
     numpy.testing.assert_array_equal(checkpoint.load(path).params["layers.0.weight"],
                                      _example(seed=1).params["layers.0.weight"])
+    assert not os.path.exists(str(path) + ".tmp")
+
+
+def _disk_full(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("failing", ["_write", "_fsync"])
+def test_a_full_disk_removes_the_temporary_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failing):
+    path = tmp_path / "checkpoint.h5"
+    checkpoint.save(path, _example(seed=1))
+    real = getattr(checkpoint, failing)
+
+    def fail_after_writing(*args):  # the data half written (or written, not yet synced), then ENOSPC
+        real(*args)
+        _disk_full()
+
+    monkeypatch.setattr(checkpoint, failing, fail_after_writing)
+    with pytest.raises(CheckpointError, match="cannot write .*No space left on device.*previous checkpoint"):
+        checkpoint.save(path, _example(seed=2))
+    _previous_intact(path)
+
+
+def test_non_finite_arrays_are_refused_before_the_previous_checkpoint_is_touched(tmp_path):
+    path = tmp_path / "checkpoint.h5"
+    checkpoint.save(path, _example(seed=1))
+    for where, name in (("params", "layers.1.weight"), ("optimizer", "v")):
+        bad = _example(seed=2)
+        getattr(bad, where)[name][1] = numpy.inf if where == "params" else numpy.nan
+        with pytest.raises(CheckpointError, match=f"refusing to write .*{name} holds 1 non-finite"):
+            checkpoint.save(path, bad)
+        _previous_intact(path)
+
+
+def _damage_bytes(path, dataset):
+    """4 KiB of random bytes over `dataset`'s raw data, where HDF5 checks nothing."""
+    with h5py.File(path, "r") as handle:
+        offset = handle[dataset].id.get_offset()
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(numpy.random.default_rng(0).bytes(4096))
+
+
+@pytest.mark.parametrize("dataset", ["/params/layers.0.weight", "/optimizer/m"])
+def test_damaged_raw_data_is_refused_naming_the_dataset(tmp_path, dataset):
+    path = tmp_path / "checkpoint.h5"
+    checkpoint.save(path, _example(shapes=((32, 32), (8,))))  # 8 KiB of float64 weights, 8.3 KiB of m
+    _damage_bytes(path, dataset)
+    with pytest.raises(CheckpointError, match=f"{path}: dataset {dataset} fails its checksum"):
+        checkpoint.load(path)
+
+
+def _edit(path, edit):
+    checkpoint.save(path, _example())
+    with h5py.File(path, "a") as handle:
+        edit(handle)
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda handle: handle.attrs.modify("config", json.dumps({**json.loads(handle.attrs["config"]), "lr": 0.04})),
+     "attributes .* fail their checksum"),
+    (lambda handle: handle.attrs.modify("step", 12), "attributes .* fail their checksum"),
+    (lambda handle: handle["optimizer"].pop("m"), "lacks dataset /optimizer/m"),
+    (lambda handle: handle["params"].create_dataset("extra", data=numpy.ones(2)), "holds dataset /params/extra"),
+])
+def test_edited_attributes_and_missing_or_extra_datasets_are_refused(tmp_path, edit, expected):
+    path = tmp_path / "checkpoint.h5"
+    _edit(path, edit)
+    with pytest.raises(CheckpointError, match=expected):
+        checkpoint.load(path)
 
 
 WRITER = textwrap.dedent("""
