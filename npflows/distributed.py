@@ -246,15 +246,16 @@ def assign_gpu(current):
 
 
 @contextlib.contextmanager
-def fail_fast(current, quiet=()):
+def fail_fast(current, quiet=(), collective=()):
     """On any exception in this rank: print the rank and the error (a traceback unless the
     error is one of `quiet`, i.e. a user error with a self-explanatory message), then abort
     the whole job so that no other rank waits forever in a collective. A world of size 1
-    re-raises instead, leaving the report to the caller."""
+    re-raises instead, leaving the report to the caller, and so does every rank for an error
+    of `collective`, which every rank raises at the same point (nobody is left waiting)."""
     try:
         yield
     except BaseException as error:
-        if current.size == 1 or (isinstance(error, SystemExit) and not error.code):
+        if current.size == 1 or isinstance(error, collective) or (isinstance(error, SystemExit) and not error.code):
             raise
         header = f"npflows: rank {current.rank} of {current.size} failed: {type(error).__name__}: {error}"
         details = "" if isinstance(error, quiet) else "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -15,12 +15,21 @@ def as_generator(rng):
     return numpy.random.default_rng(rng)
 
 
+def _checked_shape(initialiser, shape):
+    """A parameter with a 0-sized dimension is a layer of width 0 (e.g. --hidden 0), never intended."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any(size < 1 for size in shape):
+        raise ValueError(f"init.{initialiser}: expected a parameter shape of sizes >= 1, got {shape}")
+    return shape
+
+
 def _param(host_array, dtype):
     return Parameter(backend.asarray(host_array, dtype=dtype or backend.default_dtype()))
 
 
 def uniform(rng, shape, bound, dtype=None):
     """U(-bound, bound), e.g. bound = 1/sqrt(fan_in) as in LSTMs."""
+    shape = _checked_shape("uniform", shape)
     return _param(as_generator(rng).uniform(-bound, bound, size=shape), dtype)
 
 
@@ -30,8 +39,10 @@ def glorot_uniform(rng, fan_in, fan_out, dtype=None):
 
 
 def normal(rng, shape, std, dtype=None):
+    shape = _checked_shape("normal", shape)
     return _param(as_generator(rng).normal(0.0, std, size=shape), dtype)
 
 
 def constant(shape, value, dtype=None):
+    shape = _checked_shape("constant", shape)
     return _param(numpy.full(shape, value), dtype)

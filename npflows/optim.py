@@ -10,6 +10,24 @@ import math
 from . import backend
 
 
+def _check_lr(optimizer, lr):
+    """Refuse a learning rate that would silently wreck every parameter (NaN, inf, negative)."""
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"{type(optimizer).__name__}: expected a finite learning rate >= 0, got {lr!r}")
+
+
+def _check_state(optimizer, state, shapes):
+    """Refuse a state_dict that lacks an entry or holds an array of another shape (which
+    would broadcast silently into the buffers); `shapes`: name -> shape, None for scalars."""
+    missing = sorted(name for name in shapes if name not in state)
+    if missing:
+        raise ValueError(f"{type(optimizer).__name__}: expected state entries {sorted(shapes)}, got none for {missing}")
+    for name, shape in shapes.items():
+        found = tuple(getattr(state[name], "shape", ()))
+        if shape is not None and found != tuple(shape):
+            raise ValueError(f"{type(optimizer).__name__}: expected state {name!r} of shape {tuple(shape)}, got {found}")
+
+
 class FlatParameters:
     """Every parameter's data and grad as views into two contiguous 1-d buffers (`data`, `grad`)."""
 
@@ -60,6 +78,7 @@ class SGD:
     """theta <- theta - lr (g + momentum buffer)."""
 
     def __init__(self, parameters, lr=0.1, momentum=0.0):
+        _check_lr(self, lr)
         self.flat = _flat(parameters)
         self.lr, self.momentum = lr, momentum
         self.velocity = backend.array_module(self.flat.data).zeros_like(self.flat.data)
@@ -67,6 +86,7 @@ class SGD:
 
     def step(self, lr=None):
         lr = self.lr if lr is None else lr
+        _check_lr(self, lr)
         self.velocity *= self.momentum
         self.velocity += self.flat.grad
         self.flat.data -= lr * self.velocity
@@ -76,6 +96,7 @@ class SGD:
         return {"steps": self.steps, "velocity": self.velocity}
 
     def load_state_dict(self, state):
+        _check_state(self, state, {"steps": None, "velocity": self.velocity.shape})
         self.steps = int(state["steps"])
         self.velocity[...] = backend.array_module(self.velocity).asarray(state["velocity"])
 
@@ -90,6 +111,7 @@ class Adam:
     """
 
     def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, lr_scale=None):
+        _check_lr(self, lr)
         self.flat = _flat(parameters)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         if lr_scale is not None and tuple(lr_scale.shape) != tuple(self.flat.data.shape):
@@ -104,6 +126,7 @@ class Adam:
 
     def step(self, lr=None):
         lr = self.lr if lr is None else lr
+        _check_lr(self, lr)
         xp = backend.array_module(self.flat.data)
         beta1, beta2 = self.betas
         self.steps += 1
@@ -133,6 +156,7 @@ class Adam:
         return {"steps": self.steps, "m": self.m, "v": self.v}
 
     def load_state_dict(self, state):
+        _check_state(self, state, {"steps": None, "m": self.m.shape, "v": self.v.shape})
         xp = backend.array_module(self.m)
         self.steps = int(state["steps"])
         self.m[...] = xp.asarray(state["m"])

@@ -5,7 +5,7 @@ An experiment (runners/) describes a model, its data and its metrics by implemen
 each global batch across ranks, the gradient Allreduce, optimiser steps, evaluation, metrics,
 progress, checkpoints and exact resume. docs/distributed.md explains the design.
 """
-import json
+import math
 import os
 import sys
 import time
@@ -13,74 +13,25 @@ import time
 import numpy
 
 from . import backend, checkpoint, distributed, optim
+from .experiment import ConfigError, Experiment, check_data_fingerprint, data_fingerprint
+from .run_directory import Progress, RunDirectory, RunDirectoryError
+
+__all__ = ["ConfigError", "Experiment", "NonFiniteError", "SETTINGS", "data_fingerprint", "restore", "train"]
 
 # Training settings (config keys besides the experiment's own options) and their defaults.
+# checkpoint_every bounds the work a killed run loses (--help says so); schedule_steps None:
+# the first run's steps (see _schedule_steps).
 SETTINGS = {"experiment": None, "steps": None, "batch_size": None, "seed": 0, "out": None, "device": "cpu",
-            "dtype": "float32", "eval_every": 0, "checkpoint_every": 0, "check_every": 50, "log_every": 10}
+            "dtype": "float32", "eval_every": 0, "checkpoint_every": 500, "check_every": 50, "log_every": 10,
+            "schedule_steps": None}
 # What may differ between a run and its --resume: everything else must match the checkpoint.
-RESUMABLE_CHANGES = ("steps", "out", "device", "eval_every", "checkpoint_every", "check_every", "log_every")
+RESUMABLE_CHANGES = ("steps", "out", "device", "eval_every", "checkpoint_every", "check_every", "log_every",
+                     "schedule_steps")
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work; the message says which one and why."""
-
-
-class Experiment:
-    """The protocol between the training loop and an experiment (subclass it in runners/).
-
-    - `add_arguments(parser)` (classmethod): add the experiment's own argparse options; their
-      dest names become config keys. Reserved keys: those of `npflows.train.SETTINGS`.
-    - `__init__(config)`: config is one flat dict: SETTINGS keys + the experiment's options.
-      The device and dtype are already chosen (backend.device(), backend.default_dtype()).
-    - `build_model(rng) -> Module`: every trainable parameter reachable from it; rng is the
-      shared initialisation Generator (rank 0's draw is broadcast to every rank).
-    - `train_examples`: host NumPy array (N, ...) or a tuple/list/dict of such arrays sharing N.
-      The loop indexes it with each rank's shard of the global batch, moves the shard to the
-      device (floating arrays cast to the training dtype) and passes it on as `batch`.
-    - `loss_and_backward(model, batch, rng) -> loss`: forward and backward on this shard,
-      ADDING into the parameters' grads (they are zero on entry); returns the MEAN loss over
-      the shard (scalar, any array module). Averaging these means over ranks gives the global
-      batch mean, so do not sum. rng is this rank's own Generator (dropout, noise), restored
-      on resume; deterministic experiments ignore it.
-    - `evaluate(model) -> dict` of float metrics (rank 0 only, model in eval mode).
-    - `sample(model, num_samples, rng)` -> anything printable (`npflows sample`).
-    Optional hooks: `build_optimizer(flat)` (default Adam with config 'lr', 1e-3; must wrap
-    the given FlatParameters), `learning_rate(step)` (None: the optimiser's lr), and
-    `max_grad_norm` (default config 'max_grad_norm'; global-norm clipping after the Allreduce).
-    """
-
-    def __init__(self, config):
-        self.config = dict(config)
-
-    @classmethod
-    def add_arguments(cls, parser):
-        """Add this experiment's options to `parser` (an argparse parser or group)."""
-
-    def build_model(self, rng):
-        raise NotImplementedError(f"{type(self).__name__}.build_model")
-
-    @property
-    def train_examples(self):
-        raise NotImplementedError(f"{type(self).__name__}.train_examples")
-
-    def loss_and_backward(self, model, batch, rng):
-        raise NotImplementedError(f"{type(self).__name__}.loss_and_backward")
-
-    def evaluate(self, model):
-        return {}
-
-    def sample(self, model, num_samples, rng):
-        raise NotImplementedError(f"{type(self).__name__} does not sample")
-
-    def build_optimizer(self, flat):
-        return optim.Adam(flat, lr=float(self.config.get("lr") or 1e-3))
-
-    def learning_rate(self, step):
-        return None
-
-    @property
-    def max_grad_norm(self):
-        return self.config.get("max_grad_norm")
+class NonFiniteError(RuntimeError):
+    """A loss, gradient or parameter that is NaN or infinite. Raised on every rank in the same
+    step (the check reads values every rank shares), so no rank is left waiting."""
 
 
 def random_streams(seed, rank):
@@ -108,21 +59,23 @@ def _take(examples, indices):
     return pick(examples)
 
 
-def _metrics_step(line):
-    """The step of a metrics.jsonl line; infinity for a line cut short by a kill."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
-
-
 def _validate(config, world):
     for key in ("experiment", "steps", "batch_size", "out"):
         if config.get(key) is None:
             raise ConfigError(f"train: expected a value for setting {key!r}, got none")
-    for key in ("steps", "seed", "eval_every", "checkpoint_every", "check_every", "log_every"):
-        if not isinstance(config[key], int) or config[key] < 0:
-            raise ConfigError(f"train: expected {key} to be an integer >= 0, got {config[key]!r}")
+    for key in ("steps", "seed", "eval_every", "checkpoint_every", "check_every", "log_every", "schedule_steps"):
+        least = 1 if key == "schedule_steps" else 0  # --steps 0 evaluates the initial model (allowed)
+        if not (key == "schedule_steps" and config[key] is None or isinstance(config[key], int) and config[key] >= least):
+            raise ConfigError(f"train: expected {key} to be an integer >= {least}, got {config[key]!r}")
+    # every number the experiment reads, checked before any work: no setting is meaningful as NaN
+    # or infinity, and an optimiser step with one makes every parameter NaN
+    for key, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"train: expected a finite value for {key}, got {value!r}")
+    for key, least, strict in (("lr", 0.0, False), ("max_grad_norm", 0.0, True)):
+        value = config.get(key)
+        if value is not None and (value <= least if strict else value < least):
+            raise ConfigError(f"train: expected {key} {'>' if strict else '>='} {least:g}, got {value!r}")
     global_batch = config["batch_size"]
     if not isinstance(global_batch, int) or global_batch < 1 or global_batch % world.size:
         raise ConfigError(f"train: --batch-size is the global batch, split evenly over {world.size} "
@@ -147,39 +100,62 @@ def _load_params(model, state, path):
         raise checkpoint.CheckpointError(f"checkpoint: {path} does not fit this experiment's model: {error}") from None
 
 
-def restore(experiment_class, state, path, device="cpu", dtype=None):
-    """(experiment, model in eval mode) rebuilt from a checkpoint's stored config and params."""
-    config = {**state.config, "device": device, "dtype": dtype or state.config.get("dtype", "float32")}
+def restore(experiment_class, state, path, device="cpu", dtype=None, allow_data_change=False):
+    """(experiment, model in eval mode) rebuilt from a checkpoint's stored config and params;
+    data that differ from the training run's are refused unless `allow_data_change`."""
+    config = {**SETTINGS, **state.config, "device": device, "dtype": dtype or state.config.get("dtype", "float32")}
     setup_device(config["device"], config["dtype"])
     experiment = experiment_class(config)
+    check_data_fingerprint(state.data_fingerprint, experiment, path, allow_data_change)
     model = experiment.build_model(random_streams(config.get("seed", 0), 0)[0])
     _load_params(model, state, path)
     return experiment, model.eval()
 
 
-def train(experiment_class, config, resume=False, stream=None):
+def train(experiment_class, config, resume=False, stream=None, allow_data_change=False):
     """Train `experiment_class(config)` for config['steps'] steps in total; returns the
     result dict on rank 0 (None on other ranks). Under MPI an exception on any rank ends
-    the whole job (distributed.fail_fast)."""
+    the whole job (distributed.fail_fast); a NonFiniteError, raised on every rank at once,
+    ends each rank like a single process."""
     world = distributed.init()
-    with distributed.fail_fast(world, quiet=(ConfigError, checkpoint.CheckpointError, distributed.RanksDivergedError)):
-        return _Run(experiment_class, {**SETTINGS, **config}, world, resume, stream or sys.stdout).run()
+    quiet = (ConfigError, checkpoint.CheckpointError, RunDirectoryError, distributed.RanksDivergedError)
+    with distributed.fail_fast(world, quiet=quiet, collective=(NonFiniteError,)):
+        config = {**SETTINGS, **config}
+        return _Run(experiment_class, config, world, resume, stream or sys.stdout, allow_data_change).run()
+
+
+def _schedule_steps(config, state):
+    """--schedule-steps if given; else the horizon the run started with (the first run's
+    --steps), so that --resume with more --steps extends the run without re-stretching its
+    learning-rate schedule: steps 2000 then 4000 --resume == 4000 --schedule-steps 2000."""
+    if config["schedule_steps"] is not None:
+        return config["schedule_steps"]
+    if state is None:
+        return config["steps"]
+    return state.config.get("schedule_steps") or state.config["steps"]  # format-1 checkpoints have no horizon
 
 
 class _Run:
     """One invocation of `train`: the state of the loop and the side effects of rank 0."""
 
-    def __init__(self, experiment_class, config, world, resume, stream):
+    def __init__(self, experiment_class, config, world, resume, stream, allow_data_change):
         _validate(config, world)
-        self.config, self.world, self.stream = config, world, stream
-        self.checkpoint_path = os.path.join(config["out"], "checkpoint.h5")
-        self.metrics_path = os.path.join(config["out"], "metrics.jsonl")
+        self.config, self.world, self.stream, self.resumed = config, world, stream, resume
+        self.directory = RunDirectory(config["out"])
+        state = self._read_checkpoint() if resume else None
+        if not resume and world.is_root:
+            self._refuse_earlier_records()
+        self.given_schedule_steps = config["schedule_steps"]
+        config["schedule_steps"] = _schedule_steps(config, state)
         setup_device(config["device"], config["dtype"], world)
         self.experiment = experiment_class(config)
         init_rng, self.rank_rng = random_streams(config["seed"], world.rank)
-        self.model = self.experiment.build_model(init_rng).train()
-        self.flat = optim.FlatParameters(self.model.parameters())
-        self.optimizer = self.experiment.build_optimizer(self.flat)
+        try:  # module and optimiser constructors check their arguments (sizes, lr) in the house pattern
+            self.model = self.experiment.build_model(init_rng).train()
+            self.flat = optim.FlatParameters(self.model.parameters())
+            self.optimizer = self.experiment.build_optimizer(self.flat)
+        except ValueError as error:
+            raise ConfigError(f"train: cannot build {config['experiment']} from these settings: {error}") from None
         if getattr(self.optimizer, "flat", None) is not self.flat:
             raise ConfigError(f"{type(self.experiment).__name__}.build_optimizer: expected an optimiser "
                               "over the FlatParameters it was given (its .flat), got another")
@@ -188,39 +164,71 @@ class _Run:
         self.num_examples = _num_examples(self.examples)
         if self.num_examples < 1:
             raise ConfigError(f"{type(self.experiment).__name__}.train_examples: expected at least one example, got 0")
-        self.step, self.position, self.resumed = 0, 0, resume
-        if resume:
-            self._restore()
-        elif world.is_root and os.path.exists(self.checkpoint_path):
-            raise ConfigError(f"train: {self.checkpoint_path} exists; pass --resume to continue that run "
-                              "or choose another --out")
+        self.step, self.position, self.saved_step, self.fingerprint = 0, 0, None, None
+        if world.is_root:
+            recorded = state.data_fingerprint if state is not None else {}
+            self.fingerprint = check_data_fingerprint(recorded, self.experiment, self.directory.checkpoint,
+                                                      allow_data_change, stream)
+        if state is not None:
+            self._restore(state)
 
-    def _restore(self):
+    def _refuse_earlier_records(self):
+        held = self.directory.earlier_records()
+        if self.directory.checkpoint in held:
+            raise ConfigError(f"train: {self.directory.checkpoint} exists; pass --resume to continue that run "
+                              "or choose another --out")
+        if held:
+            raise ConfigError(f"train: {' and '.join(held)} hold an earlier run's records, and it left no checkpoint "
+                              "to --resume from; choose another --out (or move them away)")
+
+    def _read_checkpoint(self):
+        """The checkpoint to resume (rank 0 reads and checks it, every rank gets it)."""
         state = None
         if self.world.is_root:
-            state = checkpoint.load(self.checkpoint_path)
+            state = checkpoint.load(self.directory.checkpoint)
             changed = sorted(key for key in set(state.config) | set(self.config) if key not in RESUMABLE_CHANGES
                              and state.config.get(key) != self.config.get(key))
             if changed:
                 listing = ", ".join(f"{key}: {state.config.get(key)!r} -> {self.config.get(key)!r}" for key in changed)
                 raise ConfigError(f"train: --resume must keep the run's settings; changed {listing}")
-        state = self.world.broadcast_object(state)
-        _load_params(self.model, state, self.checkpoint_path)
+            if self.config["steps"] < state.step:
+                raise ConfigError(f"train: {self.directory.checkpoint} is at step {state.step}; --steps is the total "
+                                  f"count, so --steps {self.config['steps']} would go back: expected >= {state.step}")
+        return self.world.broadcast_object(state)
+
+    def _restore(self, state):
+        _load_params(self.model, state, self.directory.checkpoint)
         optimizer_state = dict(state.optimizer)
         if optimizer_state.pop("type", None) != type(self.optimizer).__name__:
-            raise checkpoint.CheckpointError(f"checkpoint: {self.checkpoint_path} holds another optimiser's state")
-        self.optimizer.load_state_dict(optimizer_state)
-        self.step, self.position = state.step, state.data_position
+            raise checkpoint.CheckpointError(f"checkpoint: {self.directory.checkpoint} holds another optimiser's state")
+        try:
+            self.optimizer.load_state_dict(optimizer_state)
+        except ValueError as error:
+            raise checkpoint.CheckpointError(f"checkpoint: {self.directory.checkpoint}: {error}") from None
+        self.step, self.position, self.saved_step = state.step, state.data_position, state.step
         if len(state.rng_states) == self.world.size:
             self.rank_rng.bit_generator.state = state.rng_states[self.world.rank]
         else:  # another world size: fresh per-rank streams, still determined by (seed, rank, step)
             sequence = numpy.random.SeedSequence(self.config["seed"], spawn_key=(1, self.world.rank, self.step))
             self.rank_rng = numpy.random.default_rng(sequence)
-        if self.world.is_root and os.path.exists(self.metrics_path):  # drop lines the checkpoint does not cover
-            with open(self.metrics_path) as handle:
-                kept = [line for line in handle if _metrics_step(line) <= self.step]
-            with open(self.metrics_path, "w") as handle:
-                handle.writelines(kept)
+        if self.world.is_root:
+            self.directory.drop_metrics_after(self.step)
+            print(self._resume_line(state), file=self.stream, flush=True)
+
+    def _resume_line(self, state):
+        """What a resumed run will do: how far it goes and the learning rates its schedule gives."""
+        steps = self.config["steps"]
+        if steps == self.step:
+            return f"train: {self.directory.checkpoint} is at step {steps} already: nothing to train, evaluating it"
+        line = f"train: resuming at step {self.step}, training to step {steps}"
+        first, last = self.experiment.learning_rate(self.step), self.experiment.learning_rate(steps - 1)
+        if first is None:
+            return line
+        horizon, before = self.config["schedule_steps"], _schedule_steps({**state.config, "schedule_steps": None}, None)
+        origin = (f"--schedule-steps, was {before}" if self.given_schedule_steps not in (None, before)
+                  else "--schedule-steps" if self.given_schedule_steps else "the first run's --steps; --schedule-steps changes it")
+        return (f"{line}; the learning-rate schedule's horizon is {horizon} steps ({origin}): "
+                f"lr {first:.4g} in step {self.step + 1}, {last:.4g} in step {steps}")
 
     def _train_step(self):
         global_batch = self.config["batch_size"]
@@ -228,13 +236,41 @@ class _Run:
         batch = _take(self.examples, self.world.shard(indices))
         self.flat.zero_grad()
         loss = self.experiment.loss_and_backward(self.model, batch, self.rank_rng)
+        self._poison_unless_finite(loss)
         self.world.allreduce_mean_(self.flat.grad)
+        if not numpy.isfinite(backend.to_numpy(self.flat.grad[0])):
+            raise self._non_finite_error(loss, f"stopped in step {self.step + 1}")
         if self.experiment.max_grad_norm:
             optim.clip_grad_norm(self.flat, float(self.experiment.max_grad_norm))
         self.optimizer.step(self.experiment.learning_rate(self.step))
         self.position += global_batch
         self.step += 1
         return loss
+
+    def _poison_unless_finite(self, loss):
+        """Make gradient entry 0 NaN unless this rank's loss, gradient and parameters are all
+        finite, with one reduction: a product with a NaN or an infinity is not finite, nor is a
+        sum holding one, and 0 * (not finite) is NaN. The Allreduce that follows (the step's
+        own) carries the poison to every rank, so every rank stops in the same step. The
+        parameters checked are those this step starts from; an update that breaks them is
+        caught in the next step, or by the check before every checkpoint (_save)."""
+        probe = backend.array_module(self.flat.data).dot(self.flat.grad, self.flat.data)
+        self.flat.grad[:1] += 0 * (loss + probe)
+
+    def _non_finite_error(self, loss, when):
+        """The message every rank raises (collective: every rank calls it at the same point)."""
+        xp = backend.array_module(self.flat.data)
+        bad = sum(int(backend.to_numpy((~xp.isfinite(array)).sum())) for array in self._state_arrays())
+        loss_sum, bad = self.world.sum_scalars([float(backend.to_numpy(loss)) if loss is not None else 0.0, bad])
+        kept = (f"the last checkpoint, {self.directory.checkpoint} at step {self.saved_step}, is kept"
+                if self.saved_step is not None else "no checkpoint was written")
+        shown = "" if loss is None else f"mean loss {loss_sum / self.world.size:.4g}; "
+        return NonFiniteError(f"train: {when}: a loss, gradient or parameter is NaN or infinite ({shown}{int(bad)} "
+                              f"non-finite parameter and optimiser-state entries over {self.world.size} rank(s)); "
+                              f"{kept}. Lower the learning rate, or clip the gradient norm")
+
+    def _state_arrays(self):
+        return [self.flat.data] + [value for value in self.optimizer.state_dict().values() if hasattr(value, "shape")]
 
     def _due(self, every):
         return self.step == self.config["steps"] or bool(every) and self.step % every == 0
@@ -246,23 +282,30 @@ class _Run:
         return metrics
 
     def _save(self):
+        """Checkpoint, after every rank has checked its parameters and optimiser state (the
+        last update's result, which no step has checked yet), so a bad state never replaces a
+        good checkpoint; npflows.checkpoint.save refuses non-finite arrays as well."""
+        xp = backend.array_module(self.flat.data)
+        finite = all(bool(backend.to_numpy(xp.isfinite(array).all())) for array in self._state_arrays())
+        if self.world.sum_scalars([0.0 if finite else 1.0])[0]:
+            raise self._non_finite_error(None, f"not saving the checkpoint of step {self.step}")
         states = self.world.gather_object(self.rank_rng.bit_generator.state)
         if self.world.is_root:
             optimizer_state = {"type": type(self.optimizer).__name__, **self.optimizer.state_dict()}
-            checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(
+            checkpoint.save(self.directory.checkpoint, checkpoint.Checkpoint(
                 params=self.model.state_dict(), optimizer=optimizer_state, step=self.step,
-                data_position=self.position, config=self.config, rng_states=states))
+                data_position=self.position, config=self.config, rng_states=states, data_fingerprint=self.fingerprint))
+        self.saved_step = self.step
         self.world.barrier()  # no rank moves on before the checkpoint is on disk
 
     def run(self):
         config, world, root = self.config, self.world, self.world.is_root
         if root:
             os.makedirs(config["out"], exist_ok=True)
-            with open(os.path.join(config["out"], "config.json"), "w") as handle:
-                json.dump(config, handle, indent=2)
+            self.directory.write_json("config.json", {**config, "data_fingerprint": self.fingerprint})
             if not self.resumed:
-                open(self.metrics_path, "w").close()
-        progress = _Progress(root, config["steps"], self.step, self.stream)
+                self.directory.start_metrics()
+        progress = Progress(root, config["steps"], self.step, self.stream, self.directory)
         started = last = time.perf_counter()
         paused = 0.0  # seconds in evaluation and checkpoints, left out of examples/s
         first_step, loss_sum, loss_steps, record = self.step, 0.0, 0, {}
@@ -283,7 +326,7 @@ class _Run:
                 record.update(self._evaluate())
             if len(record) > 1 and root:
                 record["wall_seconds"] = time.perf_counter() - started
-                progress.report(record, self.metrics_path)
+                progress.report(record)
             if self._due(config["checkpoint_every"]):
                 self._save()
             paused += time.perf_counter() - tick
@@ -292,42 +335,13 @@ class _Run:
 
     def _finish(self, record, first_step, seconds):
         evaluation = {key: value for key, value in record.items() if key.startswith("eval_")} or self._evaluate()
+        loss = record.get("loss")
+        if self.step == first_step:  # nothing trained now: keep the loss the run ended with
+            previous = self.directory.previous_result()
+            loss = previous.get("loss") if previous.get("step") == self.step else None
         result = {"experiment": self.config["experiment"], "step": self.step, "world_size": self.world.size,
-                  "transport": self.world.transport, "loss": record.get("loss"),
+                  "transport": self.world.transport, "loss": loss,
                   "eval": {key[len("eval_"):]: value for key, value in evaluation.items()}, "wall_seconds": seconds,
                   "examples_per_second": (self.step - first_step) * self.config["batch_size"] / max(seconds, 1e-9)}
-        with open(os.path.join(self.config["out"], "result.json"), "w") as handle:
-            json.dump(result, handle, indent=2)
+        self.directory.write_json("result.json", result)
         return result
-
-
-class _Progress:
-    """Rank 0's progress: a tqdm bar on an interactive terminal, else one log line per record."""
-
-    def __init__(self, root, total, initial, stream):
-        self.root, self.stream, self.bar = root, stream, None
-        if root and hasattr(stream, "isatty") and stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, file=stream, unit="step", dynamic_ncols=True)
-        self.total = total
-
-    def advance(self):
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def report(self, record, metrics_path):
-        with open(metrics_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        shown = {key: value for key, value in record.items() if key not in ("step", "wall_seconds")}
-        if self.bar is not None:
-            self.bar.set_postfix({key: f"{value:.4g}" for key, value in shown.items()}, refresh=False)
-            return
-        speed = shown.pop("examples_per_second", None)
-        fields = [f"{key} {value:.4g}" for key, value in shown.items()] + ([f"{speed:.4g} examples/s"] if speed else [])
-        print(f"step {record['step']}/{self.total}  " + "  ".join(fields) + f"  {record['wall_seconds']:.1f}s",
-              file=self.stream, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()

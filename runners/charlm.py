@@ -279,7 +279,7 @@ class CharLM(Experiment):
         return numpy.log(counts / counts.sum(axis=1, keepdims=True))
 
     def build_optimizer(self, flat):
-        lr, base_scale = float(self.config.get("lr") or 3e-3), float(self.config.get("base_lr_scale", 1.0))
+        lr, base_scale = float(self.config["lr"]), float(self.config.get("base_lr_scale", 1.0))
         if self.config.get("model", "flow") != "flow" or base_scale == 1.0:
             return optim.Adam(flat, lr=lr)
         multiplier = numpy.ones(len(flat.data))
@@ -287,12 +287,17 @@ class CharLM(Experiment):
         return optim.Adam(flat, lr=lr, lr_scale=backend.asarray(multiplier, dtype=flat.data.dtype))
 
     def learning_rate(self, step):
-        return optim.warmup_decay(float(self.config.get("lr") or 3e-3), self.config.get("warmup", 0),
-                                  total_steps=self.config["steps"])(step)
+        return optim.warmup_decay(float(self.config["lr"]), self.config.get("warmup", 0),
+                                  total_steps=self.schedule_steps)(step)
 
     @property
     def train_examples(self):
         return {"tokens": self.train_split.tokens, "mask": self.train_split.mask}
+
+    @property
+    def fingerprinted_data(self):
+        """Every split: an edited held-out part changes evaluate's numbers as much as the training part."""
+        return {name: {"tokens": split.tokens, "mask": split.mask} for name, split in self.data.items()}
 
     def loss_and_backward(self, model, batch, rng):
         """Mean over the shard of -log p(row) / (mean counted positions per training row): nats per character."""

@@ -74,7 +74,7 @@ def build_parser(experiment_class=None, reproduction=None):
 
 # -- train / evaluate / sample: parse here, run in npflows.train ------------------------------
 _VALUED_OPTIONS = {"--device", "--dtype", "--steps", "--batch-size", "--seed", "--out", "--eval-every",
-                   "--checkpoint-every", "--check-every", "--log-every"}
+                   "--checkpoint-every", "--check-every", "--log-every", "--schedule-steps"}
 
 
 class _NameError(ValueError):
@@ -86,9 +86,10 @@ def _usage_errors():
     if "npflows.train" not in sys.modules:
         return (_NameError,)
     from npflows.checkpoint import CheckpointError
-    from npflows.train import ConfigError
+    from npflows.run_directory import RunDirectoryError
+    from npflows.train import ConfigError, NonFiniteError
 
-    return (_NameError, ConfigError, CheckpointError)
+    return (_NameError, ConfigError, CheckpointError, RunDirectoryError, NonFiniteError)
 
 
 def _positionals(argv):
@@ -114,7 +115,13 @@ def experiment_from_argv(argv):
         raise _NameError(str(error)) from None
 
 
+_DATA_CHANGE_HELP = ("use data that differ from those the checkpoint was trained on (refused otherwise: "
+                     "the checkpoint records their size and hash)")
+
+
 def _add_training_commands(commands, experiment_class):
+    from npflows.train import SETTINGS
+
     train = commands.add_parser(
         "train", parents=[_device_options()], help="train an experiment (alone or under mpiexec)",
         description="Trains EXPERIMENT for --steps optimiser steps in total; writes OUT/config.json, "
@@ -127,8 +134,15 @@ def _add_training_commands(commands, experiment_class):
     train.add_argument("--seed", type=int, default=0, help="one seed for parameters, data order and rank streams")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.h5")
+    train.add_argument("--allow-data-change", action="store_true", help="with --resume: " + _DATA_CHANGE_HELP)
+    train.add_argument("--schedule-steps", type=int, default=None,
+                       help="horizon of the experiment's learning-rate schedule (default: the first run's --steps, "
+                       "kept when --resume extends the run)")
     train.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
-    train.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every N steps (0: at the end)")
+    every = SETTINGS["checkpoint_every"]
+    train.add_argument("--checkpoint-every", type=int, default=every,
+                       help=f"checkpoint every N steps and at the end (default {every}: a killed run loses at most "
+                       f"{every} steps; 0: only at the end)")
     train.add_argument("--check-every", type=int, default=50, help="compare parameter checksums across ranks")
     train.add_argument("--log-every", type=int, default=10, help="metrics line every N steps (0: at the end)")
     if experiment_class is not None:
@@ -138,6 +152,7 @@ def _add_training_commands(commands, experiment_class):
                        ("sample", "print samples from a checkpoint's model")):
         command = commands.add_parser(name, parents=[_device_options()], help=text, description=text + ".")
         command.add_argument("checkpoint", help="OUT/checkpoint.h5 of a training run")
+        command.add_argument("--allow-data-change", action="store_true", help=_DATA_CHANGE_HELP)
         if name == "evaluate":
             command.add_argument("--split", default=None,
                                  help="print only this held-out split's metrics (charlm: heldout, valid or test)")
@@ -193,9 +208,11 @@ def _device(args):
 def cmd_train(args):
     from npflows import train
 
-    config = {key: value for key, value in vars(args).items() if key not in ("command", "run", "resume")}
+    config = {key: value for key, value in vars(args).items()
+              if key not in ("command", "run", "resume", "allow_data_change")}
     config.update(device=_device(args), dtype=getattr(args, "dtype", None) or "float32")
-    train.train(experiment_from_argv(["train", args.experiment]), config, resume=args.resume)
+    train.train(experiment_from_argv(["train", args.experiment]), config, resume=args.resume,
+                allow_data_change=args.allow_data_change)
     return 0
 
 
@@ -209,7 +226,8 @@ def _restore(args):
         experiment_class = registry.resolve(str(state.config.get("experiment")))
     except ValueError as error:
         raise _NameError(f"{args.checkpoint}: {error}") from None
-    experiment, model = train.restore(experiment_class, state, args.checkpoint, _device(args), getattr(args, "dtype", None))
+    experiment, model = train.restore(experiment_class, state, args.checkpoint, _device(args), getattr(args, "dtype", None),
+                                      allow_data_change=args.allow_data_change)
     return state, experiment, model
 
 

@@ -285,7 +285,7 @@ class FullRank(Experiment):
         return loss
 
     def learning_rate(self, step):
-        return optim.warmup_decay(float(self.config.get("lr", 3e-3)), total_steps=self.config["steps"])(step)
+        return optim.warmup_decay(float(self.config.get("lr", 3e-3)), total_steps=self.schedule_steps)(step)
 
     @staticmethod
     def _log_probs(model, ids, chunk=8192):

@@ -193,7 +193,7 @@ class MixtureOfGaussians(Experiment):
         return nll_and_backward(model, layers.one_hot(batch, NUM_BINS))
 
     def learning_rate(self, step):
-        return optim.warmup_decay(float(self.config.get("lr", 1e-2)), total_steps=self.config["steps"])(step)
+        return optim.warmup_decay(float(self.config.get("lr", 1e-2)), total_steps=self.schedule_steps)(step)
 
     def evaluate(self, model):
         log_table = numpy.log(numpy.maximum(model_table(model), 1e-300))
