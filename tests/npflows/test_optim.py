@@ -1,5 +1,6 @@
 """Adam's in-place update against the textbook formula (Kingma & Ba; AdamW's decoupled decay)."""
 import numpy
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,3 +59,29 @@ def test_adam_lr_scale_of_the_wrong_shape_is_a_clear_error():
 
     with pytest.raises(ValueError, match="one per parameter entry"):
         optim.Adam([Parameter(numpy.ones(3))], lr_scale=numpy.ones(2))
+
+
+def _optimizer(kind, **options):
+    parameter = Parameter(numpy.arange(6.0).reshape(2, 3))
+    return (optim.Adam if kind == "Adam" else optim.SGD)([parameter], **options)
+
+
+@pytest.mark.parametrize("kind", ["Adam", "SGD"])
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), -1e-3])
+def test_learning_rates_that_wreck_every_parameter_are_refused(kind, lr):
+    with pytest.raises(ValueError, match=f"{kind}: expected a finite learning rate >= 0, got {lr!r}"):
+        _optimizer(kind, lr=lr)
+    optimizer = _optimizer(kind, lr=0.1)
+    with pytest.raises(ValueError, match=f"{kind}: expected a finite learning rate >= 0"):
+        optimizer.step(lr)  # a schedule's value, checked on the host (a Python float)
+    numpy.testing.assert_array_equal(optimizer.flat.data, numpy.arange(6.0))  # nothing was updated
+
+
+@pytest.mark.parametrize("kind, name", [("Adam", "m"), ("Adam", "v"), ("SGD", "velocity")])
+def test_state_with_a_missing_or_misshapen_buffer_is_refused(kind, name):
+    optimizer = _optimizer(kind)
+    state = optimizer.state_dict()
+    with pytest.raises(ValueError, match=f"{kind}: expected state entries .* got none for \\['{name}'\\]"):
+        optimizer.load_state_dict({key: value for key, value in state.items() if key != name})
+    with pytest.raises(ValueError, match=f"{kind}: expected state '{name}' of shape \\(6,\\), got \\(1,\\)"):
+        optimizer.load_state_dict({**state, name: numpy.ones(1)})  # would broadcast into every entry

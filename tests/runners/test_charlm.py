@@ -74,6 +74,25 @@ def test_the_factorized_base_at_its_empirical_init_scores_the_closed_form_optimu
     assert result["eval"]["heldout_bpc"] == pytest.approx(result["eval"]["heldout_factorized_optimum_bpc"], rel=1e-10)
 
 
+def test_an_edited_data_file_is_refused_by_evaluate_and_resume_unless_allowed(tmp_path):
+    data = _ptb_file(tmp_path / "ptb.char.valid.txt")
+    _train(tmp_path / "run", data, "--model", "factorized", steps=2)
+    lines = data.read_text().splitlines()
+    assert lines[-1] != lines[-1][::-1]
+    lines[-1] = lines[-1][::-1]  # the same characters in the same format, a held-out sentence edited
+    data.write_text("\n".join(lines) + "\n")
+    checkpoint_path = str(tmp_path / "run" / "checkpoint.h5")
+    for command in (["evaluate", checkpoint_path],
+                    ["train", "charlm", "--steps", "4", "--batch-size", "8", "--out", str(tmp_path / "run"), "--dtype",
+                     "float64", "--data-path", str(data), "--max-length", "40", "--model", "factorized", *TINY,
+                     "--log-every", "0", "--resume"]):
+        refused = subprocess.run([sys.executable, "-m", "runners.cli", *command], cwd=ROOT, env=ENV, capture_output=True,
+                                 text=True, timeout=60)
+        assert refused.returncode == 2 and refused.stderr.startswith("npflows: error: data: the data differ from those "
+                                                                     f"{checkpoint_path} was trained on"), refused.stderr
+    assert "heldout_bpc" in json.loads(_cli(["evaluate", checkpoint_path, "--allow-data-change"]))
+
+
 def test_a_flow_at_identity_init_scores_exactly_what_its_base_alone_scores(tmp_path, ptb_file):
     flow = _train(tmp_path / "flow", ptb_file, "--model", "flow", steps=0)["eval"]
     base = _train(tmp_path / "base", ptb_file, "--model", "factorized", steps=0)["eval"]

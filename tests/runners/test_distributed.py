@@ -100,6 +100,19 @@ def test_a_raising_rank_ends_the_job_within_30_s_and_keeps_the_last_checkpoint(t
     assert checkpoint.load(tmp_path / "checkpoint.h5").step == 6
 
 
+@pytest.mark.parametrize("poison", ["loss", "parameter"])
+def test_a_nan_on_one_rank_only_stops_both_ranks_with_the_same_message(tmp_path, poison):
+    # rank 1 alone sees it; the poisoned gradient of the step's one Allreduce tells rank 0
+    args = ["train", EXPERIMENT, "--steps", "1000", "--batch-size", "8", "--out", str(tmp_path), "--checkpoint-every", "2",
+            "--poison-at-step", "7", "--poison", poison, "--fail-rank", "1"]
+    code, _, stderr, seconds = _launch(args, ranks=2, timeout=30)
+    lines = stderr.splitlines()
+    assert code == 2 and len(lines) == 2 and lines[0] == lines[1], stderr  # one line from each rank, the same
+    assert lines[0].startswith("npflows: error: train: stopped in step 7: a loss, gradient or parameter is NaN")
+    assert f"over 2 rank(s)); the last checkpoint, {tmp_path / 'checkpoint.h5'} at step 6, is kept" in lines[0]
+    assert checkpoint.load(tmp_path / "checkpoint.h5").step == 6
+
+
 def test_ranks_whose_parameters_differ_stop_with_a_checksum_error(tmp_path):
     args = ["train", EXPERIMENT, "--steps", "40", "--batch-size", "8", "--out", str(tmp_path),
             "--check-every", "5", "--perturb-at-step", "7", "--fail-rank", "1"]
