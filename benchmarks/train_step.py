@@ -103,6 +103,9 @@ def npflows_step(name, shape, device="cpu", seed=0):
         loss = loss_function(model(tokens), targets)
         grad_logits, _ = loss_function.backward(1.0)
         model.backward(grad_logits)
+        adam.flat.poison_grad_unless_finite(loss)  # the training loop's finiteness check (npflows.train)
+        if not adam.flat.grad_is_finite():
+            raise FloatingPointError("train_step: a non-finite loss, gradient or parameter")
         adam.step()
         synchronise(device)
         return loss

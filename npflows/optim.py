@@ -7,6 +7,8 @@ ever update `.data`/`.grad` in place, which keeps the views valid.
 """
 import math
 
+import numpy
+
 from . import backend
 
 
@@ -52,6 +54,17 @@ class FlatParameters:
 
     def zero_grad(self):
         self.grad[...] = 0
+
+    def poison_grad_unless_finite(self, loss):
+        """Make grad[0] NaN unless `loss`, every gradient and every parameter are finite, with
+        one reduction: a product with a NaN or an infinity is not finite, nor is a sum holding
+        one, and 0 * (not finite) is NaN (0 * finite adds 0). Called before a data-parallel
+        Allreduce, which then carries the poison of any rank to every rank."""
+        self.grad[:1] += 0 * (loss + backend.array_module(self.data).dot(self.grad, self.data))
+
+    def grad_is_finite(self):
+        """False when poison_grad_unless_finite (on any rank, once reduced) found a non-finite value."""
+        return bool(numpy.isfinite(backend.to_numpy(self.grad[0])))
 
 
 def _flat(parameters):

@@ -236,9 +236,11 @@ class _Run:
         batch = _take(self.examples, self.world.shard(indices))
         self.flat.zero_grad()
         loss = self.experiment.loss_and_backward(self.model, batch, self.rank_rng)
-        self._poison_unless_finite(loss)
-        self.world.allreduce_mean_(self.flat.grad)
-        if not numpy.isfinite(backend.to_numpy(self.flat.grad[0])):
+        # the parameters checked are those this step starts from: an update that breaks them is
+        # caught by the next step, or by the check before a checkpoint (_save)
+        self.flat.poison_grad_unless_finite(loss)
+        self.world.allreduce_mean_(self.flat.grad)  # every rank now sees any rank's non-finite value
+        if not self.flat.grad_is_finite():
             raise self._non_finite_error(loss, f"stopped in step {self.step + 1}")
         if self.experiment.max_grad_norm:
             optim.clip_grad_norm(self.flat, float(self.experiment.max_grad_norm))
@@ -246,16 +248,6 @@ class _Run:
         self.position += global_batch
         self.step += 1
         return loss
-
-    def _poison_unless_finite(self, loss):
-        """Make gradient entry 0 NaN unless this rank's loss, gradient and parameters are all
-        finite, with one reduction: a product with a NaN or an infinity is not finite, nor is a
-        sum holding one, and 0 * (not finite) is NaN. The Allreduce that follows (the step's
-        own) carries the poison to every rank, so every rank stops in the same step. The
-        parameters checked are those this step starts from; an update that breaks them is
-        caught in the next step, or by the check before every checkpoint (_save)."""
-        probe = backend.array_module(self.flat.data).dot(self.flat.grad, self.flat.data)
-        self.flat.grad[:1] += 0 * (loss + probe)
 
     def _non_finite_error(self, loss, when):
         """The message every rank raises (collective: every rank calls it at the same point)."""
