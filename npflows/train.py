@@ -16,7 +16,8 @@ from . import backend, checkpoint, distributed, optim
 from .experiment import ConfigError, Experiment, check_data_fingerprint, data_fingerprint
 from .run_directory import Progress, RunDirectory, RunDirectoryError
 
-__all__ = ["ConfigError", "Experiment", "NonFiniteError", "SETTINGS", "data_fingerprint", "restore", "train"]
+__all__ = ["ConfigError", "Experiment", "NonFiniteError", "RESUMABLE_CHANGES", "SETTINGS", "data_fingerprint",
+           "random_streams", "restore", "setup_device", "train"]
 
 # Training settings (config keys besides the experiment's own options) and their defaults.
 # checkpoint_every bounds the work a killed run loses (--help says so); schedule_steps None:
@@ -224,9 +225,9 @@ class _Run:
         first, last = self.experiment.learning_rate(self.step), self.experiment.learning_rate(steps - 1)
         if first is None:
             return line
-        horizon, before = self.config["schedule_steps"], _schedule_steps({**state.config, "schedule_steps": None}, None)
-        origin = (f"--schedule-steps, was {before}" if self.given_schedule_steps not in (None, before)
-                  else "--schedule-steps" if self.given_schedule_steps else "the first run's --steps; --schedule-steps changes it")
+        horizon, before = self.config["schedule_steps"], _schedule_steps({"schedule_steps": None}, state)
+        origin = ("the run's so far, kept; --schedule-steps changes it" if self.given_schedule_steps is None
+                  else "--schedule-steps" if horizon == before else f"--schedule-steps; it was {before}")
         return (f"{line}; the learning-rate schedule's horizon is {horizon} steps ({origin}): "
                 f"lr {first:.4g} in step {self.step + 1}, {last:.4g} in step {steps}")
 

@@ -169,6 +169,15 @@ def test_damaged_raw_data_is_refused_naming_the_dataset(tmp_path, dataset):
         checkpoint.load(path)
 
 
+def test_format_1_files_without_checksums_still_load(tmp_path):
+    path = tmp_path / "checkpoint.h5"
+    _edit(path, lambda handle: [handle.attrs.modify("version", 1), handle.attrs.__delitem__("checksums"),
+                                handle.attrs.__delitem__("data_fingerprint")])
+    loaded = checkpoint.load(path)
+    numpy.testing.assert_array_equal(loaded.params["layers.0.weight"], _example().params["layers.0.weight"])
+    assert loaded.data_fingerprint == {} and loaded.step == 11
+
+
 def _edit(path, edit):
     checkpoint.save(path, _example())
     with h5py.File(path, "a") as handle:

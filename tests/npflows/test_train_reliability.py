@@ -185,7 +185,10 @@ def test_an_extended_run_keeps_its_schedule_horizon_and_says_so(tmp_path):
     assert all(extended[name].tobytes() == fresh[name].tobytes() for name in fresh)
     assert any(extended[name].tobytes() != stretched[name].tobytes() for name in fresh)
     assert ("resuming at step 10, training to step 20; the learning-rate schedule's horizon is 10 steps "
-            "(the first run's --steps; --schedule-steps changes it): lr 0 in step 11, 0 in step 20") in stream.getvalue()
+            "(the run's so far, kept; --schedule-steps changes it): lr 0 in step 11, 0 in step 20") in stream.getvalue()
+    stream = io.StringIO()
+    _run(tmp_path / "extended", resume=True, stream=stream, steps=30, schedule_steps=40, cosine=True, lr=0.05)
+    assert "horizon is 40 steps (--schedule-steps; it was 10): lr 0.025 in step 21, 0.008764 in step 30" in stream.getvalue()
 
 
 def test_a_checkpoint_whose_optimiser_state_lacks_m_is_a_checkpoint_error(tmp_path, monkeypatch):
@@ -200,3 +203,11 @@ def test_a_checkpoint_whose_optimiser_state_lacks_m_is_a_checkpoint_error(tmp_pa
     monkeypatch.setattr(checkpoint, "load", load_without_m)
     with pytest.raises(CheckpointError, match=r"Adam: expected state entries \['m', 'steps', 'v'\], got none for \['m'\]"):
         _run(tmp_path, resume=True, steps=10)
+
+
+def test_an_explicit_learning_rate_of_0_is_not_replaced_by_a_default(tmp_path):
+    _run(tmp_path, steps=3, lr=0.0, hidden=4)  # an `or` default once turned 0 into 1e-3
+    backend.set_default_dtype("float64")
+    initial = TinyClassifier({"hidden": 4}).build_model(train.random_streams(5, 0)[0]).state_dict()
+    trained = checkpoint.load(tmp_path / "checkpoint.h5").params
+    assert all(backend.to_numpy(initial[name]).tobytes() == trained[name].tobytes() for name in trained)
