@@ -88,8 +88,9 @@ def synchronise(device):
         backend._cupy().cuda.get_current_stream().synchronize()
 
 
-def npflows_step(name, shape, device="cpu", seed=0):
-    """A function that runs one training step (and waits for the device)."""
+def npflows_step(name, shape, device="cpu", seed=0, finite_check=True):
+    """A function that runs one training step (and waits for the device); `finite_check`: the
+    training loop's check for NaN/inf (benchmarks/finite_check_cost.py times it)."""
     backend.set_device(device)
     rng = numpy.random.default_rng(seed)
     model = TokenModel(name, shape, rng)
@@ -103,9 +104,10 @@ def npflows_step(name, shape, device="cpu", seed=0):
         loss = loss_function(model(tokens), targets)
         grad_logits, _ = loss_function.backward(1.0)
         model.backward(grad_logits)
-        adam.flat.poison_grad_unless_finite(loss)  # the training loop's finiteness check (npflows.train)
-        if not adam.flat.grad_is_finite():
-            raise FloatingPointError("train_step: a non-finite loss, gradient or parameter")
+        if finite_check:  # as npflows.train does, around its gradient Allreduce
+            adam.flat.poison_grad_unless_finite(loss)
+            if not adam.flat.grad_is_finite():
+                raise FloatingPointError("train_step: a non-finite loss, gradient or parameter")
         adam.step()
         synchronise(device)
         return loss

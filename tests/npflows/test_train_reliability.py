@@ -16,15 +16,7 @@ from npflows.train import ConfigError, NonFiniteError
 from runners import cli
 from tests.fixtures import tiny_experiment
 from tests.fixtures.tiny_experiment import TinyClassifier
-
-EXPERIMENT = "tests.fixtures.tiny_experiment:TinyClassifier"
-
-
-@pytest.fixture(autouse=True)
-def _keep_backend_state():
-    saved = dict(backend._state)
-    yield
-    backend._state.update(saved)
+from tests.npflows.test_train import EXPERIMENT, _keep_backend_state  # noqa: F401  (an autouse fixture)
 
 
 def _run(out, resume=False, stream=None, allow_data_change=False, **overrides):
@@ -60,7 +52,7 @@ def test_cli_refuses_impossible_settings_in_one_line(tmp_path, capsys, argument)
 def test_a_non_finite_value_stops_the_run_in_its_step_and_keeps_the_last_good_checkpoint(tmp_path, poison):
     # the loss alone (finite gradients), or a parameter alone (finite loss and gradients: a NaN
     # network can act as the identity and leave the loss finite)
-    with pytest.raises(NonFiniteError, match=f"stopped in step 7: .*the last checkpoint, .* at step 5, is kept"):
+    with pytest.raises(NonFiniteError, match="stopped in step 7: .*the last checkpoint, .* at step 5, is kept"):
         _run(tmp_path, poison_at_step=7, poison=poison)
     state = checkpoint.load(tmp_path / "checkpoint.h5")
     assert state.step == 5 and all(numpy.isfinite(array).all() for array in state.params.values())

@@ -1,0 +1,31 @@
+"""What the training loop's NaN/inf check costs per step: benchmarks/train_step.py's npflows
+step (same models and shapes) with and without `FlatParameters.poison_grad_unless_finite` +
+`grad_is_finite`, timed step by step in turn in one process, so that load from other processes
+hits both alike; prints the median step time of each and their ratio.
+
+    python benchmarks/finite_check_cost.py [--model lstm|transformer|both] [--steps 20]
+"""
+import argparse
+import time
+
+import train_step  # first: it sets one BLAS thread before numpy loads
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("lstm", "transformer", "both"), default="both")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    args = parser.parse_args()
+    print(f"{time.strftime('%Y-%m-%d')}  median of {args.steps} steps, interleaved; one thread, float32")
+    for name in ["lstm", "transformer"] if args.model == "both" else [args.model]:
+        shape = train_step.SHAPES[name]
+        steps = {"with check": train_step.npflows_step(name, shape), "without": train_step.npflows_step(
+            name, shape, finite_check=False)}
+        times = train_step.time_interleaved(steps, args.warmup, args.steps)
+        print(f"{name:<12} with check {1e3 * times['with check']:.1f} ms, without {1e3 * times['without']:.1f} ms: "
+              f"ratio {times['with check'] / times['without']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
