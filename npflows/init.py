@@ -34,6 +34,7 @@ def uniform(rng, shape, bound, dtype=None):
 
 
 def glorot_uniform(rng, fan_in, fan_out, dtype=None):
+    _checked_shape("glorot_uniform", (fan_in, fan_out))  # before 6 / (fan_in + fan_out) divides by 0
     bound = numpy.sqrt(6.0 / (fan_in + fan_out))
     return uniform(rng, (fan_in, fan_out), bound, dtype)
 

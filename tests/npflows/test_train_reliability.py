@@ -10,7 +10,7 @@ import os
 import numpy
 import pytest
 
-from npflows import backend, checkpoint, run_directory, train
+from npflows import backend, checkpoint, init, run_directory, train
 from npflows.checkpoint import CheckpointError
 from npflows.train import ConfigError, NonFiniteError
 from runners import cli
@@ -39,6 +39,13 @@ def test_settings_that_cannot_work_are_refused_before_any_work(tmp_path, setting
     with pytest.raises(ConfigError, match=message):
         _run(tmp_path / "run", **{setting: value})
     assert not (tmp_path / "run").exists()  # nothing written, nothing trained
+
+
+@pytest.mark.parametrize("make", [lambda: init.uniform(0, (3, 0), 1.0), lambda: init.normal(0, (0,), 1.0),
+                                  lambda: init.constant(0, 0.0), lambda: init.glorot_uniform(0, 0, 0)])
+def test_initialisers_refuse_a_parameter_of_width_0(make):
+    with pytest.raises(ValueError, match=r"init\.\w+: expected a parameter shape of sizes >= 1, got \("):
+        make()
 
 
 @pytest.mark.parametrize("argument", [["--lr", "nan"], ["--lr", "-1"], ["--hidden", "0"]])
