@@ -112,6 +112,16 @@ def _fsync(path, flags=os.O_RDONLY):
         os.close(descriptor)
 
 
+def _write_failure(error):
+    """The system's reason when `error` comes from a failed write, else None. h5py raises an
+    OSError, then (closing the file) a RuntimeError whose __context__ is that OSError."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__context__
+    if error is None:
+        return None
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
 def save(path, checkpoint):
     """Write `checkpoint` to `path` atomically (temporary file, fsync, rename, fsync dir)."""
     path = os.fspath(path)
@@ -127,10 +137,11 @@ def save(path, checkpoint):
     except BaseException as error:  # a full disk, a kill signal turned exception: never leave the .tmp behind
         if os.path.exists(temporary):
             os.remove(temporary)
-        if isinstance(error, OSError):
-            raise CheckpointError(f"checkpoint: cannot write {path}: {error.strerror or error}; removed {temporary}, "
-                                  "the previous checkpoint (if any) is intact") from None
-        raise
+        reason = _write_failure(error)
+        if reason is None:
+            raise
+        raise CheckpointError(f"checkpoint: cannot write {path}: {reason}; removed {temporary}, "
+                              "the previous checkpoint (if any) is intact") from None
     try:
         _fsync(os.path.dirname(os.path.abspath(path)))
     except OSError:  # some file systems cannot fsync a directory; the rename is still atomic

@@ -6,6 +6,9 @@ import errno
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy
 import pytest
@@ -16,7 +19,7 @@ from npflows.train import ConfigError, NonFiniteError
 from runners import cli
 from tests.fixtures import tiny_experiment
 from tests.fixtures.tiny_experiment import TinyClassifier
-from tests.npflows.test_train import EXPERIMENT, _keep_backend_state  # noqa: F401  (an autouse fixture)
+from tests.npflows.test_train import EXPERIMENT, ROOT, _keep_backend_state  # noqa: F401  (an autouse fixture)
 
 
 def _run(out, resume=False, stream=None, allow_data_change=False, **overrides):
@@ -210,3 +213,28 @@ def test_an_explicit_learning_rate_of_0_is_not_replaced_by_a_default(tmp_path):
     initial = TinyClassifier({"hidden": 4}).build_model(train.random_streams(5, 0)[0]).state_dict()
     trained = checkpoint.load(tmp_path / "checkpoint.h5").params
     assert all(backend.to_numpy(initial[name]).tobytes() == trained[name].tobytes() for name in trained)
+
+
+def _limit_file_size(size):
+    """A real write failure: files larger than `size` bytes fail with EFBIG (SIGXFSZ ignored)."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return limit
+
+
+def test_a_real_failed_write_from_hdf5_ends_in_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    # h5py reports a failed write as an OSError, then a RuntimeError when it closes the file:
+    # the simulated OSError alone (above) did not show that
+    pytest.importorskip("resource")  # RLIMIT_FSIZE (POSIX)
+    arguments = [sys.executable, "-m", "runners.cli", "train", EXPERIMENT, "--batch-size", "8", "--out", str(tmp_path),
+                 "--hidden", "1500", "--dtype", "float64", "--log-every", "0"]  # checkpoint ~470 kB
+    subprocess.run([*arguments, "--steps", "2"], cwd=ROOT, check=True, capture_output=True, timeout=60)
+    failed = subprocess.run([*arguments, "--steps", "4", "--resume"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, preexec_fn=_limit_file_size(200_000))
+    assert failed.returncode == 2 and failed.stderr == (
+        f"npflows: error: checkpoint: cannot write {tmp_path / 'checkpoint.h5'}: File too large; removed "
+        f"{tmp_path / 'checkpoint.h5.tmp'}, the previous checkpoint (if any) is intact\n"), failed.stderr
+    assert checkpoint.load(tmp_path / "checkpoint.h5").step == 2 and not (tmp_path / "checkpoint.h5.tmp").exists()
