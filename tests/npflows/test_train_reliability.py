@@ -165,8 +165,9 @@ def test_changed_training_data_are_refused_by_resume_and_evaluate_unless_allowed
     monkeypatch.setattr(tiny_experiment, "blobs", shifted_blobs)
     with pytest.raises(ConfigError, match="data differ from those .*checkpoint.h5 was trained on .*--allow-data-change"):
         _run(tmp_path, resume=True)
-    assert cli.main(["evaluate", str(tmp_path / "checkpoint.h5")]) == 2
-    assert "npflows: error: data: the data differ" in capsys.readouterr().err
+    for command in (["evaluate", str(tmp_path / "checkpoint.h5")], ["sample", str(tmp_path / "checkpoint.h5"), "-n", "2"]):
+        assert cli.main(command) == 2
+        assert capsys.readouterr().err.startswith("npflows: error: data: the data differ")
     assert cli.main(["evaluate", str(tmp_path / "checkpoint.h5"), "--allow-data-change"]) == 0
     assert "npflows: warning: the data differ" in capsys.readouterr().err
     stream = io.StringIO()
