@@ -5,7 +5,6 @@ An experiment (runners/) describes a model, its data and its metrics by implemen
 each global batch across ranks, the gradient Allreduce, optimiser steps, evaluation, metrics,
 progress, checkpoints and exact resume. docs/distributed.md explains the design.
 """
-import math
 import os
 import sys
 import time
@@ -15,20 +14,10 @@ import numpy
 from . import backend, checkpoint, distributed, optim
 from .experiment import ConfigError, Experiment, check_data_fingerprint, data_fingerprint
 from .run_directory import Progress, RunDirectory, RunDirectoryError
+from .settings import RESUMABLE_CHANGES, SETTINGS, schedule_steps, validate
 
 __all__ = ["ConfigError", "Experiment", "NonFiniteError", "RESUMABLE_CHANGES", "SETTINGS", "data_fingerprint",
            "random_streams", "restore", "setup_device", "train"]
-
-# Training settings (config keys besides the experiment's own options) and their defaults.
-# checkpoint_every bounds the work a killed run loses (--help says so); schedule_steps None:
-# the first run's steps (see _schedule_steps).
-SETTINGS = {"experiment": None, "steps": None, "batch_size": None, "seed": 0, "out": None, "device": "cpu",
-            "dtype": "float32", "eval_every": 0, "checkpoint_every": 500, "check_every": 50, "log_every": 10,
-            "schedule_steps": None}
-# What may differ between a run and its --resume: everything else must match the checkpoint.
-RESUMABLE_CHANGES = ("steps", "out", "device", "eval_every", "checkpoint_every", "check_every", "log_every",
-                     "schedule_steps")
-
 
 class NonFiniteError(RuntimeError):
     """A loss, gradient or parameter that is NaN or infinite. Raised on every rank in the same
@@ -58,32 +47,6 @@ def _take(examples, indices):
     if isinstance(examples, (tuple, list)):
         return type(examples)(pick(value) for value in examples)
     return pick(examples)
-
-
-def _validate(config, world):
-    for key in ("experiment", "steps", "batch_size", "out"):
-        if config.get(key) is None:
-            raise ConfigError(f"train: expected a value for setting {key!r}, got none")
-    for key in ("steps", "seed", "eval_every", "checkpoint_every", "check_every", "log_every", "schedule_steps"):
-        least = 1 if key == "schedule_steps" else 0  # --steps 0 evaluates the initial model (allowed)
-        if not (key == "schedule_steps" and config[key] is None or isinstance(config[key], int) and config[key] >= least):
-            raise ConfigError(f"train: expected {key} to be an integer >= {least}, got {config[key]!r}")
-    # every number the experiment reads, checked before any work: no setting is meaningful as NaN
-    # or infinity, and an optimiser step with one makes every parameter NaN
-    for key, value in config.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"train: expected a finite value for {key}, got {value!r}")
-    for key, least, strict in (("lr", 0.0, False), ("max_grad_norm", 0.0, True)):
-        value = config.get(key)
-        if value is not None and (value <= least if strict else value < least):
-            raise ConfigError(f"train: expected {key} {'>' if strict else '>='} {least:g}, got {value!r}")
-    global_batch = config["batch_size"]
-    if not isinstance(global_batch, int) or global_batch < 1 or global_batch % world.size:
-        raise ConfigError(f"train: --batch-size is the global batch, split evenly over {world.size} "
-                          f"rank(s): expected a positive multiple of {world.size}, got {global_batch!r}")
-    if config["device"] not in ("cpu", "gpu") or config["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"train: expected device cpu|gpu and dtype float32|float64, "
-                          f"got {config['device']!r} and {config['dtype']!r}")
 
 
 def setup_device(device, dtype, world=None):
@@ -125,29 +88,18 @@ def train(experiment_class, config, resume=False, stream=None, allow_data_change
         return _Run(experiment_class, config, world, resume, stream or sys.stdout, allow_data_change).run()
 
 
-def _schedule_steps(config, state):
-    """--schedule-steps if given; else the horizon the run started with (the first run's
-    --steps), so that --resume with more --steps extends the run without re-stretching its
-    learning-rate schedule: steps 2000 then 4000 --resume == 4000 --schedule-steps 2000."""
-    if config["schedule_steps"] is not None:
-        return config["schedule_steps"]
-    if state is None:
-        return config["steps"]
-    return state.config.get("schedule_steps") or state.config["steps"]  # format-1 checkpoints have no horizon
-
-
 class _Run:
     """One invocation of `train`: the state of the loop and the side effects of rank 0."""
 
     def __init__(self, experiment_class, config, world, resume, stream, allow_data_change):
-        _validate(config, world)
+        validate(config, world)
         self.config, self.world, self.stream, self.resumed = config, world, stream, resume
         self.directory = RunDirectory(config["out"])
         state = self._read_checkpoint() if resume else None
         if not resume and world.is_root:
             self._refuse_earlier_records()
         self.given_schedule_steps = config["schedule_steps"]
-        config["schedule_steps"] = _schedule_steps(config, state)
+        config["schedule_steps"] = schedule_steps(config, state)
         setup_device(config["device"], config["dtype"], world)
         self.experiment = experiment_class(config)
         init_rng, self.rank_rng = random_streams(config["seed"], world.rank)
@@ -225,7 +177,7 @@ class _Run:
         first, last = self.experiment.learning_rate(self.step), self.experiment.learning_rate(steps - 1)
         if first is None:
             return line
-        horizon, before = self.config["schedule_steps"], _schedule_steps({"schedule_steps": None}, state)
+        horizon, before = self.config["schedule_steps"], schedule_steps({"schedule_steps": None}, state)
         origin = ("the run's so far, kept; --schedule-steps changes it" if self.given_schedule_steps is None
                   else "--schedule-steps" if horizon == before else f"--schedule-steps; it was {before}")
         return (f"{line}; the learning-rate schedule's horizon is {horizon} steps ({origin}): "

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npflows import backend, checkpoint, distributed, train
+from npflows import backend, checkpoint, distributed, settings, train
 from npflows.train import ConfigError
 from runners import cli
 from tests.fixtures.tiny_experiment import TinyClassifier
@@ -111,7 +111,7 @@ def test_global_batch_must_split_evenly_over_the_ranks():
     world = distributed.World()
     world.size = 3
     with pytest.raises(ConfigError, match="positive multiple of 3, got 16"):
-        train._validate({**train.SETTINGS, **_config("unused")}, world)
+        settings.validate({**train.SETTINGS, **_config("unused")}, world)
 
 
 @pytest.mark.parametrize("environ, expected", [
