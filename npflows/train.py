@@ -131,7 +131,8 @@ class _Run:
             raise ConfigError(f"train: {self.directory.checkpoint} exists; pass --resume to continue that run "
                               "or choose another --out")
         if held:
-            raise ConfigError(f"train: {' and '.join(held)} hold an earlier run's records, and it left no checkpoint "
+            names = " and ".join(os.path.basename(path) for path in held)
+            raise ConfigError(f"train: {self.directory.path} holds an earlier run's records ({names}) and no checkpoint "
                               "to --resume from; choose another --out (or move them away)")
 
     def _read_checkpoint(self):

@@ -101,7 +101,7 @@ def test_a_fresh_run_refuses_a_directory_holding_metrics_of_a_run_without_checkp
         _run(tmp_path, checkpoint_every=0, fail_at_step=12)
     before = _files(tmp_path)
     assert before["metrics.jsonl"].count(b"\n") == 2 and "checkpoint.h5" not in before
-    with pytest.raises(ConfigError, match="metrics.jsonl hold an earlier run's records, and it left no checkpoint"):
+    with pytest.raises(ConfigError, match="holds an earlier run's records \\(metrics.jsonl\\) and no checkpoint to --resume from"):
         _run(tmp_path)
     assert _files(tmp_path) == before
     (tmp_path / "metrics.jsonl").write_text("")  # an empty metrics file records nothing: the directory is free
