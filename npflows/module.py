@@ -2,7 +2,8 @@
 
 Protocol (the public contract):
 - `forward(*inputs)` computes the output and keeps what `backward` needs (in `self._saved`).
-- `backward(*grad_outputs)` takes one gradient per output (mirroring the output's structure;
+- `backward(*grad_outputs)` consumes what forward saved (`_take_saved`: a second backward
+  after one forward raises instead of adding the parameter gradients twice), takes one gradient per output (mirroring the output's structure;
   `None` for an output that received no gradient), returns the gradient with respect to each
   floating-point input in the same structure as the inputs (`None` for integer inputs), and
   **adds** parameter gradients into `param.grad`.
@@ -49,10 +50,13 @@ class Module:
 
     # -- saved state ---------------------------------------------------------------------
     def _take_saved(self):
-        """What forward saved for backward; a clear error when backward comes first."""
+        """What forward saved for backward, consumed: a second backward after one forward would
+        add the parameter gradients twice, so it raises like a backward before any forward."""
         saved = self.__dict__.get("_saved")
         if saved is None:
-            raise RuntimeError(f"{type(self).__name__}: backward called before forward")
+            raise RuntimeError(f"{type(self).__name__}: backward called before forward, or twice after one "
+                               "forward (each backward consumes what its forward saved)")
+        self._saved = None
         return saved
 
     # -- parameters ------------------------------------------------------------------------
