@@ -9,24 +9,29 @@ import os
 
 import numpy
 
+from .errors import UsageError
+
 _DEVICES = ("cpu", "gpu")
 _state = {"device": None, "dtype": numpy.float32}
+
+
+class DeviceError(UsageError, RuntimeError):
+    """A device that cannot be used here (no CuPy, an unknown name); a RuntimeError as before."""
 
 
 def _cupy():
     try:
         import cupy
-    except ImportError as error:  # pragma: no cover - exercised only without cupy
-        raise RuntimeError(
-            "npflows: device 'gpu' needs CuPy; install it with `pip install npflows[gpu]`"
-        ) from error
+    except ImportError:  # exercised on machines without cupy
+        raise DeviceError("backend: device 'gpu' needs CuPy; install it with `pip install npflows[gpu]` "
+                          "or choose --device cpu") from None
     return cupy
 
 
 def set_device(device):
     """Choose 'cpu' or 'gpu' for arrays created from now on."""
     if device not in _DEVICES:
-        raise ValueError(f"backend: expected device in {_DEVICES}, got {device!r}")
+        raise DeviceError(f"backend: expected device in {_DEVICES}, got {device!r}")
     if device == "gpu":
         _cupy()
     _state["device"] = device
@@ -37,7 +42,7 @@ def device():
     if _state["device"] is None:
         chosen = os.environ.get("NPFLOWS_DEVICE", "cpu").lower()
         if chosen not in _DEVICES:
-            raise ValueError(f"backend: expected NPFLOWS_DEVICE in {_DEVICES}, got {chosen!r}")
+            raise DeviceError(f"backend: expected NPFLOWS_DEVICE in {_DEVICES}, got {chosen!r}")
         _state["device"] = chosen
     return _state["device"]
 

@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 import h5py
 import numpy
 
+from .errors import UsageError
+
 FORMAT = "npflows-checkpoint"
 VERSION = 2
 _ATTRIBUTES = "attributes"  # the key of the attributes' crc32 in `checksums`
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 

@@ -8,9 +8,10 @@ import sys
 import numpy
 
 from . import backend, optim
+from .errors import UsageError
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A setting that cannot work; the message says which one and why."""
 
 

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy
 
 from . import backend
+from .errors import UsageError
 
 STEP = 1e-6
 RTOL = 1e-6
@@ -196,7 +197,8 @@ def run_all(names=None, seed=0, cases=None):
     chosen = list(registry) if not names else names
     unknown = [name for name in chosen if name not in registry]
     if unknown:
-        raise ValueError(f"gradcheck: unknown cases {unknown}; known: {sorted(registry)}")
+        raise UsageError(f"gradcheck: unknown case(s) {', '.join(map(repr, unknown))}; `npflows gradcheck --list` "
+                         "shows the names")
     reports = []
     for offset, name in enumerate(chosen):
         rng = numpy.random.default_rng(seed + offset)

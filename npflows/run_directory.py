@@ -9,8 +9,10 @@ import contextlib
 import json
 import os
 
+from .errors import UsageError
 
-class RunDirectoryError(ValueError):
+
+class RunDirectoryError(UsageError):
     """A run file that cannot be written; the message names the file and the reason."""
 
 
@@ -30,6 +32,12 @@ class RunDirectory:
         self.checkpoint = self.file("checkpoint.h5")
         self.metrics = self.file("metrics.jsonl")
         self.result = self.file("result.json")
+
+    def create(self):
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as error:  # a file on the path, no permission, a read-only file system
+            raise RunDirectoryError(f"train: cannot create the run directory {self.path!r}: {error.strerror or error}") from None
 
     def file(self, name):
         return os.path.join(self.path, name)

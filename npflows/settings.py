@@ -3,6 +3,7 @@
 npflows.train re-exports SETTINGS and RESUMABLE_CHANGES; docs/distributed.md lists the options.
 """
 import math
+import os
 
 from .experiment import ConfigError
 
@@ -39,6 +40,9 @@ def validate(config, world):
     if not isinstance(global_batch, int) or global_batch < 1 or global_batch % world.size:
         raise ConfigError(f"train: --batch-size is the global batch, split evenly over {world.size} "
                           f"rank(s): expected a positive multiple of {world.size}, got {global_batch!r}")
+    if os.path.exists(config["out"]) and not os.path.isdir(config["out"]):
+        raise ConfigError(f"train: expected --out to be a run directory (new or existing), got {config['out']!r}, "
+                          "which is a file")
     if config["device"] not in ("cpu", "gpu") or config["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"train: expected device cpu|gpu and dtype float32|float64, "
                           f"got {config['device']!r} and {config['dtype']!r}")

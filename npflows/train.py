@@ -12,14 +12,15 @@ import time
 import numpy
 
 from . import backend, checkpoint, distributed, optim
+from .errors import UsageError
 from .experiment import ConfigError, Experiment, check_data_fingerprint, data_fingerprint
-from .run_directory import Progress, RunDirectory, RunDirectoryError
+from .run_directory import Progress, RunDirectory
 from .settings import RESUMABLE_CHANGES, SETTINGS, schedule_steps, validate
 
 __all__ = ["ConfigError", "Experiment", "NonFiniteError", "RESUMABLE_CHANGES", "SETTINGS", "data_fingerprint",
            "random_streams", "restore", "setup_device", "train"]
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(UsageError, RuntimeError):
     """A loss, gradient or parameter that is NaN or infinite. Raised on every rank in the same
     step (the check reads values every rank shares), so no rank is left waiting."""
 
@@ -82,8 +83,7 @@ def train(experiment_class, config, resume=False, stream=None, allow_data_change
     the whole job (distributed.fail_fast); a NonFiniteError, raised on every rank at once,
     ends each rank like a single process."""
     world = distributed.init()
-    quiet = (ConfigError, checkpoint.CheckpointError, RunDirectoryError, distributed.RanksDivergedError)
-    with distributed.fail_fast(world, quiet=quiet, collective=(NonFiniteError,)):
+    with distributed.fail_fast(world, quiet=(UsageError, distributed.RanksDivergedError), collective=(NonFiniteError,)):
         config = {**SETTINGS, **config}
         return _Run(experiment_class, config, world, resume, stream or sys.stdout, allow_data_change).run()
 
@@ -247,7 +247,7 @@ class _Run:
     def run(self):
         config, world, root = self.config, self.world, self.world.is_root
         if root:
-            os.makedirs(config["out"], exist_ok=True)
+            self.directory.create()
             self.directory.write_json("config.json", {**config, "data_fingerprint": self.fingerprint})
             if not self.resumed:
                 self.directory.start_metrics()

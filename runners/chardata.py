@@ -67,6 +67,7 @@ import h5py
 import numpy as np
 
 from npflows import backend
+from npflows.errors import UsageError
 
 EOS, PAD = "<eos>", "<pad>"
 PTB_MAX_LENGTH = 288
@@ -76,6 +77,14 @@ TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"
 TEXT8_SEQ_LEN = 256
 CACHE_VERSION = 1
 cache_stats = {"parsed": 0, "reused": 0}
+
+
+class DataError(UsageError):
+    """A data file (or a data option) that cannot be used; the message names the file and line."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """No file (or not a regular file) where the data should be."""
 
 
 @dataclass
@@ -128,7 +137,7 @@ def _decode_utf8(path, data):
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 at byte {error.start} ({error.reason})") from None
+        raise DataError(f"{path}:{line}: not UTF-8 at byte {error.start} ({error.reason})") from None
 
 
 def _codepoints(text):
@@ -160,11 +169,11 @@ def _parse_ptb(path, data):
     if lines[-1].strip(" ") == "":  # the final newline, and the official files' " " after it
         lines.pop()
     if not lines:
-        raise ValueError(f"{path}: empty file, expected one sentence a line")
+        raise DataError(f"{path}: empty file, expected one sentence a line")
     sentences = []
     for number, line in enumerate(lines, 1):
         if not _PTB_LINE.fullmatch(line):
-            raise ValueError(f"{path}:{number}: {_ptb_format_problem(line)}; expected characters separated by single spaces")
+            raise DataError(f"{path}:{number}: {_ptb_format_problem(line)}; expected characters separated by single spaces")
         sentences.append(line.strip(" ")[0::2])
     lengths = np.fromiter(map(len, sentences), np.int64, len(sentences))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -174,7 +183,7 @@ def _parse_ptb(path, data):
 def _parse_text(path, data):
     text = _decode_utf8(path, data)
     if not text:
-        raise ValueError(f"{path}: empty file")
+        raise DataError(f"{path}: empty file")
     return {"codepoints": _codepoints(text)}
 
 
@@ -238,7 +247,15 @@ def _write_cache(candidates, kind, source, data, mtime_ns, arrays):
 def _read_source(path, kind, parser, cache_dir, use_cache):
     """The parse of one source file: from its cache when size and sha256 match, else parsed."""
     if not path.is_file():
-        raise FileNotFoundError(f"chardata: no file at {path.resolve()}")
+        what = "a directory" if path.is_dir() else "nothing"
+        raise MissingDataError(f"chardata: expected a data file at {path.resolve()}, found {what}")
+    try:
+        return _parse_or_reuse(path, kind, parser, cache_dir, use_cache)
+    except OSError as error:  # unreadable (permissions), or gone since is_file()
+        raise DataError(f"chardata: cannot read {path.resolve()}: {error.strerror or error}") from None
+
+
+def _parse_or_reuse(path, kind, parser, cache_dir, use_cache):
     candidates = _cache_paths(path, cache_dir) if use_cache else []
     if candidates:
         size, sha256 = path.stat().st_size, _sha256_file(path)
@@ -272,7 +289,7 @@ def _ptb_split(name, path, parsed, first, stop, vocab_codepoints, max_length, vo
     keep = lengths + 1 <= max_length
     kept_lengths, kept_lines = lengths[keep], first + 1 + np.flatnonzero(keep)
     if not keep.any():
-        raise ValueError(f"{path}: no sentence of at most {max_length - 1} characters in lines {first + 1}-{stop}")
+        raise DataError(f"{path}: no sentence of at most {max_length - 1} characters in lines {first + 1}-{stop}")
     codepoints = parsed["codepoints"][offsets[0]:offsets[-1]][np.repeat(keep, lengths)]
     if vocab_codepoints is None:
         vocab_codepoints = np.unique(codepoints)
@@ -280,7 +297,7 @@ def _ptb_split(name, path, parsed, first, stop, vocab_codepoints, max_length, vo
     if (ids < 0).any():
         position = int(np.argmax(ids < 0))
         line = kept_lines[np.searchsorted(np.cumsum(kept_lengths), position, side="right")]
-        raise ValueError(f"{path}:{line}: character {chr(codepoints[position])!r} does not occur in the "
+        raise DataError(f"{path}:{line}: character {chr(codepoints[position])!r} does not occur in the "
                          f"training split ({vocab_source}) that defines the vocabulary")
     count, eos, pad = len(kept_lengths), len(vocab_codepoints), len(vocab_codepoints) + 1
     tokens = np.full((count, max_length), pad, np.int32)
@@ -300,7 +317,7 @@ def _ptb_split(name, path, parsed, first, stop, vocab_codepoints, max_length, vo
 
 def _check_max_length(max_length):
     if not isinstance(max_length, (int, np.integer)) or max_length < 2:
-        raise ValueError(f"chardata: expected max_length an integer >= 2 (a character and EOS), got {max_length!r}")
+        raise DataError(f"chardata: expected max_length an integer >= 2 (a character and EOS), got {max_length!r}")
 
 
 def load_ptb(directory, *, max_length=PTB_MAX_LENGTH, cache_dir=None, use_cache=True):
@@ -310,7 +327,7 @@ def load_ptb(directory, *, max_length=PTB_MAX_LENGTH, cache_dir=None, use_cache=
     paths = {split: directory / filename for split, filename in PTB_FILES.items()}
     missing = [str(path) for path in paths.values() if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"load_ptb: missing {', '.join(missing)} (looked in {directory.resolve()})")
+        raise MissingDataError(f"load_ptb: missing {', '.join(missing)} (looked in {directory.resolve()})")
     datasets, vocab_codepoints = {}, None
     for split, path in paths.items():
         parsed = _read_source(path, "ptb", _parse_ptb, cache_dir, use_cache)
@@ -327,15 +344,15 @@ def load_ptb_dev_split(path=DEV_PTB_PATH, train_fraction=0.9, *, max_length=PTB_
     if path.is_dir():
         path = path / PTB_FILES["valid"]
     if not path.is_file():
-        raise FileNotFoundError(f"load_ptb_dev_split: looked for the PTB file at {path.resolve()} and found nothing "
+        raise MissingDataError(f"load_ptb_dev_split: looked for the PTB file at {path.resolve()} and found nothing "
                                 f"(the development copy lives at ../shared/data/ptb_char/ relative to the repository root)")
     if not 0 < train_fraction < 1:
-        raise ValueError(f"load_ptb_dev_split: expected train_fraction in (0, 1), got {train_fraction!r}")
+        raise DataError(f"load_ptb_dev_split: expected train_fraction in (0, 1), got {train_fraction!r}")
     parsed = _read_source(path, "ptb", _parse_ptb, cache_dir, use_cache)
     count = len(parsed["offsets"]) - 1
     n_train = _round_half_up(train_fraction * count)
     if not 0 < n_train < count:
-        raise ValueError(f"load_ptb_dev_split: {path} has {count} sentences; train_fraction {train_fraction} leaves a part empty")
+        raise DataError(f"load_ptb_dev_split: {path} has {count} sentences; train_fraction {train_fraction} leaves a part empty")
     train, vocab_codepoints = _ptb_split("ptb-dev/train", path, parsed, 0, n_train, None, max_length,
                                          f"{path} lines 1-{n_train}")
     evaluation, _ = _ptb_split("ptb-dev/eval", path, parsed, n_train, count, vocab_codepoints, max_length,
@@ -350,13 +367,13 @@ def _round_half_up(value):
 def split_bounds(n_characters, fractions):
     """(valid start, test start) = (round(n f_train), round(n (f_train + f_valid))), half up."""
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"chardata: expected three positive (train, valid, test) fractions summing to 1, got {fractions!r}")
+        raise DataError(f"chardata: expected three positive (train, valid, test) fractions summing to 1, got {fractions!r}")
     return _round_half_up(n_characters * fractions[0]), _round_half_up(n_characters * (fractions[0] + fractions[1]))
 
 
 def _load_stream(path, kind, seq_len, fractions, alphabet, cache_dir, use_cache):
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-        raise ValueError(f"chardata: expected seq_len a positive integer, got {seq_len!r}")
+        raise DataError(f"chardata: expected seq_len a positive integer, got {seq_len!r}")
     path = Path(path)
     codepoints = _read_source(path, "text", _parse_text, cache_dir, use_cache)["codepoints"]
     if alphabet is not None and codepoints[-1] == ord("\n"):
@@ -371,13 +388,13 @@ def _load_stream(path, kind, seq_len, fractions, alphabet, cache_dir, use_cache)
     if (ids < 0).any():
         position = int(np.argmax(ids < 0))
         line = int(np.count_nonzero(codepoints[:position] == ord("\n"))) + 1
-        raise ValueError(f"{path}:{line}: character {chr(codepoints[position])!r} (offset {position}) does not "
+        raise DataError(f"{path}:{line}: character {chr(codepoints[position])!r} (offset {position}) does not "
                          f"occur in {vocab_source} that defines the vocabulary")
     vocab, datasets = [chr(c) for c in vocab_codepoints], {}
     for split, start, stop in zip(("train", "valid", "test"), bounds[:-1], bounds[1:]):
         count = (stop - start) // seq_len
         if count == 0:
-            raise ValueError(f"{path}: the {split} part has {stop - start} characters, fewer than seq_len={seq_len}")
+            raise DataError(f"{path}: the {split} part has {stop - start} characters, fewer than seq_len={seq_len}")
         tokens = ids[start:start + count * seq_len].reshape(count, seq_len)
         metadata = {"source": str(path), "characters": (start, stop), "seq_len": seq_len,
                     "dropped_tail": stop - start - count * seq_len, "counted_positions": count * seq_len}

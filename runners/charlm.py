@@ -24,6 +24,7 @@ from npflows.module import Module
 from npflows.train import ConfigError, Experiment
 
 from . import chardata
+from .argtypes import non_negative_int, open_fraction, positive_int
 
 MODELS = ("flow", "factorized", "lstm")
 DATASETS = ("ptb-dev", "ptb", "text8", "textfile")
@@ -183,12 +184,12 @@ class CharLM(Experiment):
         add = parser.add_argument
         add("--data", choices=DATASETS, default="ptb-dev", help="ptb-dev: one PTB file split by sentences (train/eval)")
         add("--data-path", default=None, help="ptb: directory of ptb.char.*.txt; text8/textfile: the file")
-        add("--train-fraction", type=float, default=0.9, help="ptb-dev: fraction of sentences for training")
-        add("--max-length", type=int, default=chardata.PTB_MAX_LENGTH, help="PTB rows: padded length (paper 288)")
-        add("--seq-len", type=int, default=chardata.TEXT8_SEQ_LEN, help="text8/textfile chunk length (paper 256)")
+        add("--train-fraction", type=open_fraction, default=0.9, help="ptb-dev: fraction of sentences for training")
+        add("--max-length", type=positive_int, default=chardata.PTB_MAX_LENGTH, help="PTB rows: padded length (paper 288)")
+        add("--seq-len", type=positive_int, default=chardata.TEXT8_SEQ_LEN, help="text8/textfile chunk length (paper 256)")
         add("--model", choices=MODELS, default="flow", help="bipartite flow, its factorised base alone, or the AR LSTM")
         add("--network", choices=("lstm", "transformer"), default="lstm", help="each flow's network")
-        add("--num-flows", type=int, default=8, help="bipartite flows (paper 8)")
+        add("--num-flows", type=non_negative_int, default=8, help="bipartite flows (paper 8)")
         add("--coupling", choices=("location-scale", "rank"), default="location-scale",
             help="location-scale: the paper's flows; rank: relabel each symbol by its rank under the network's "
                  "prediction (layers.RankBipartiteFlow, an extension)")
@@ -199,11 +200,11 @@ class CharLM(Experiment):
         add("--strided-networks", action="store_true",
             help="hierarchical masks: flow l's network reads every 2^l-th position only (the coarser kept positions "
                  "and the ones it transforms; 1/2^l of the cost), not the finer levels' relabelled symbols")
-        add("--embedding", type=int, default=64, help="embedding size (paper 400)")
-        add("--hidden", type=int, default=128, help="LSTM hidden units per direction / Transformer width (paper 915 / 512)")
-        add("--num-layers", type=int, default=1, help="LSTM or Transformer layers")
-        add("--heads", type=int, default=8, help="Transformer heads")
-        add("--filter", type=int, default=None, help="Transformer feed-forward size (default 4 x hidden)")
+        add("--embedding", type=positive_int, default=64, help="embedding size (paper 400)")
+        add("--hidden", type=positive_int, default=128, help="LSTM hidden units per direction / Transformer width (paper 915 / 512)")
+        add("--num-layers", type=positive_int, default=1, help="LSTM or Transformer layers")
+        add("--heads", type=positive_int, default=8, help="Transformer heads")
+        add("--filter", type=positive_int, default=None, help="Transformer feed-forward size (default 4 x hidden)")
         add("--scale", action="store_true",
             help="location-scale flows (masked non-invertible scales); predictive flows set the scale so that "
                  "the network's second guess goes next to the anchor")
@@ -222,10 +223,10 @@ class CharLM(Experiment):
             help="empirical: base logits = log training frequencies per position")
         add("--lr", type=float, default=3e-3, help="Adam learning rate, cosine decay to 0 after --warmup")
         add("--base-lr-scale", type=float, default=10.0, help="the base's learning rate / the flows' (flow model)")
-        add("--warmup", type=int, default=0, help="linear warm-up steps")
+        add("--warmup", type=non_negative_int, default=0, help="linear warm-up steps")
         add("--max-grad-norm", type=float, default=None, help="global gradient-norm clipping")
-        add("--eval-limit", type=int, default=0, help="evaluate on the first N held-out rows (0: all)")
-        add("--eval-batch-size", type=int, default=64, help="rows per evaluation batch")
+        add("--eval-limit", type=non_negative_int, default=0, help="evaluate on the first N held-out rows (0: all)")
+        add("--eval-batch-size", type=positive_int, default=64, help="rows per evaluation batch")
 
     def __init__(self, config):
         import argparse

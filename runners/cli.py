@@ -7,6 +7,19 @@ import json
 import shlex
 import sys
 
+from npflows.errors import UsageError
+
+from .argtypes import positive_int
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument raises UsageError (one `npflows: error:` line, exit 2)
+    instead of printing the usage and exiting inside the parser."""
+
+    def error(self, message):
+        command = self.prog.partition(" ")[2] or self.prog  # "npflows train" -> "train"
+        raise UsageError(f"{command}: {message} (see `{self.prog} --help`)")
+
 
 def _audit_cases():
     """Every registered gradient-audit case: the engine's and the flow layers'."""
@@ -33,7 +46,7 @@ def cmd_gradcheck(args):
 def _device_options(dtype=True):
     """--device/--dtype, accepted before and after the subcommand (SUPPRESS: a flag given
     before the subcommand is not overwritten by the subcommand's default)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _Parser(add_help=False)
     parent.add_argument("--device", choices=("cpu", "gpu"), default=argparse.SUPPRESS,
                         help="array device (default: $NPFLOWS_DEVICE or cpu)")
     if dtype:
@@ -45,7 +58,7 @@ def _device_options(dtype=True):
 def build_parser(experiment_class=None, reproduction=None):
     """The parser; `experiment_class` (when known from argv) adds its options to `train`,
     `reproduction` (a reproduce function, when known from argv) its options to `reproduce`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="npflows",
         description="Discrete normalizing flows with hand-written, audited gradients.",
         parents=[_device_options()],
@@ -77,21 +90,6 @@ _VALUED_OPTIONS = {"--device", "--dtype", "--steps", "--batch-size", "--seed", "
                    "--checkpoint-every", "--check-every", "--log-every", "--schedule-steps"}
 
 
-class _NameError(ValueError):
-    """An experiment name that does not resolve."""
-
-
-def _usage_errors():
-    """Errors whose message is the whole story: printed without a traceback, exit code 2."""
-    if "npflows.train" not in sys.modules:
-        return (_NameError,)
-    from npflows.checkpoint import CheckpointError
-    from npflows.run_directory import RunDirectoryError
-    from npflows.train import ConfigError, NonFiniteError
-
-    return (_NameError, ConfigError, CheckpointError, RunDirectoryError, NonFiniteError)
-
-
 def _positionals(argv):
     positionals, skip = [], False
     for token in argv:
@@ -112,7 +110,7 @@ def experiment_from_argv(argv):
     try:
         return registry.resolve(positionals[1])
     except ValueError as error:
-        raise _NameError(str(error)) from None
+        raise UsageError(str(error)) from None
 
 
 _DATA_CHANGE_HELP = ("use data that differ from those the checkpoint was trained on (refused otherwise: "
@@ -128,7 +126,10 @@ def _add_training_commands(commands, experiment_class):
         "OUT/metrics.jsonl, OUT/checkpoint.h5 and OUT/result.json. Under `mpiexec -n W` the global "
         "--batch-size is split over W data-parallel ranks (docs/distributed.md).",
     )
-    train.add_argument("experiment", help="a registered name or package.module:attribute")
+    from . import registry
+
+    train.add_argument("experiment", help=f"one of {', '.join(registry.names())}, or package.module:attribute "
+                       "(a user's Experiment subclass); `npflows train NAME --help` lists its options")
     train.add_argument("--steps", type=int, required=True, help="total optimiser steps, counting resumed ones")
     train.add_argument("--batch-size", type=int, required=True, help="global batch, split evenly over the ranks")
     train.add_argument("--seed", type=int, default=0, help="one seed for parameters, data order and rank streams")
@@ -157,7 +158,7 @@ def _add_training_commands(commands, experiment_class):
             command.add_argument("--split", default=None,
                                  help="print only this held-out split's metrics (charlm: heldout, valid or test)")
         if name == "sample":
-            command.add_argument("-n", "--num-samples", type=int, default=8, help="how many samples")
+            command.add_argument("-n", "--num-samples", type=positive_int, default=8, help="how many samples (>= 1)")
             command.add_argument("--seed", type=int, default=0, help="sampling seed")
         command.set_defaults(run=cmd_evaluate if name == "evaluate" else cmd_sample)
 
@@ -173,7 +174,7 @@ def reproduction_from_argv(argv):
     try:
         return reproduce.resolve(positionals[1])
     except ValueError as error:
-        raise _NameError(str(error)) from None
+        raise UsageError(str(error)) from None
 
 
 def _add_reproduce_command(commands, reproduction):
@@ -225,7 +226,7 @@ def _restore(args):
     try:
         experiment_class = registry.resolve(str(state.config.get("experiment")))
     except ValueError as error:
-        raise _NameError(f"{args.checkpoint}: {error}") from None
+        raise UsageError(f"{args.checkpoint}: {error}") from None
     experiment, model = train.restore(experiment_class, state, args.checkpoint, _device(args), getattr(args, "dtype", None),
                                       allow_data_change=args.allow_data_change)
     return state, experiment, model
@@ -237,7 +238,7 @@ def cmd_evaluate(args):
     if args.split:
         splits = sorted({name.split("_")[0] for name in metrics})
         if args.split not in splits:
-            raise _NameError(f"evaluate: no split {args.split!r} in {args.checkpoint}'s metrics (splits: {', '.join(splits)})")
+            raise UsageError(f"evaluate: no split {args.split!r} in {args.checkpoint}'s metrics (splits: {', '.join(splits)})")
         metrics = {name: value for name, value in metrics.items() if name.split("_")[0] == args.split}
     print(json.dumps({"checkpoint": args.checkpoint, "step": state.step, **metrics}))
     return 0
@@ -262,7 +263,7 @@ def main(argv=None):
 
             backend.set_device(args.device)
         return args.run(args)
-    except _usage_errors() as error:
+    except UsageError as error:
         print(f"npflows: error: {error}", file=sys.stderr)
         return 2
 

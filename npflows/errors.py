@@ -1,0 +1,12 @@
+"""UsageError: the one exception type for a user's mistake (a setting, a file, the environment).
+
+Raised at the public boundaries (configuration, data files, checkpoints, device selection) with
+a message that is the whole story: the module, what it expected, what it got. The `npflows`
+command prints it as one `npflows: error: ...` line and exits with code 2; any other exception
+is a bug in npflows and keeps its traceback. Subclasses (train.ConfigError,
+checkpoint.CheckpointError, backend.DeviceError, runners.chardata.DataError) say where it arose.
+"""
+
+
+class UsageError(ValueError):
+    """A configuration, data or environment error; the message names the cause and the fix."""
