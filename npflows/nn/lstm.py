@@ -76,8 +76,7 @@ class _LSTMLayer(Module):
 
     def backward(self, grad_hs, grad_h_last, grad_c_last):
         # docs/gradients.md#lstm, eqs. (L5)-(L12)
-        x, gates, hs, cs = self._take_saved()
-        self._saved = None  # `gates` is overwritten below by its own gradient
+        x, gates, hs, cs = self._take_saved()  # consumed: `gates` is overwritten below by its own gradient
         xp = backend.array_module(x)
         steps, batch, features = x.shape
         size = hs.shape[-1]
@@ -185,7 +184,6 @@ class LSTM(Module):
     def backward(self, grad_output, grad_final_state=None):
         # docs/gradients.md#lstm, eqs. (L5)-(L13)
         has_state = self._take_saved()
-        self._saved = None
         grad_h_last, grad_c_last = (None, None) if grad_final_state is None else grad_final_state
         grad = None if grad_output is None else grad_output.transpose(1, 0, 2)  # time-major view
         grads_h0, grads_c0 = [None] * self.num_layers, [None] * self.num_layers
