@@ -1,9 +1,11 @@
 """Discrete autoregressive flow (paper sec. 3.2): y_d = (mu_d + sigma_d x_d) mod K, (mu_d, sigma_d) from y_{<d}."""
 from npflows import backend
 from npflows.module import Module
+from npflows.nn.checks import expect_grad_shape
 
 from .location_scale import LocationScale
-from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot, parameter_dtype, shift_right, shift_right_backward, to_ids
+from .onehot import (IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot_of_valid_ids, parameter_dtype, shift_right,
+                     shift_right_backward, to_ids)
 
 
 def has_incremental(network):
@@ -58,12 +60,14 @@ class DiscreteAutoregressiveFlow(Module):
     def _reverse_one_hot(self, y):
         """The training pass, unvalidated (the audit perturbs y off the one-hot set)."""
         x = self.transform.reverse(y, self._logits(y))
-        self._saved = ONE_HOT
+        self._saved = (ONE_HOT, y.shape)
         return x
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-autoregressive-flow, eqs. (AR1)-(AR2)
-        backward_needs_one_hot(self._name, self._take_saved())
+        saved = self._take_saved()
+        backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
+        expect_grad_shape(self, grad_x, saved[1])
         grad_y, grad_logits = self.transform.backward(grad_x)
         grad_shifted = self.network.backward(grad_logits)
         return grad_y + shift_right_backward(grad_shifted)
@@ -90,7 +94,7 @@ class DiscreteAutoregressiveFlow(Module):
                 logits = self.network.step(previous)
                 self.transform.check_logits(logits, (batch,))
             else:  # re-run on the prefix; positions >= d are placeholders a causal network ignores
-                logits = self._logits(one_hot(y_ids, self.K, dtype))[:, position]
+                logits = self._logits(one_hot_of_valid_ids(y_ids, self.K, dtype))[:, position]
             y_ids[:, position] = self.transform.forward_ids(x_ids[:, position], logits)
-            previous = one_hot(y_ids[:, position], self.K, dtype)
-        return y_ids if kind == IDS else one_hot(y_ids, self.K, x.dtype)
+            previous = one_hot_of_valid_ids(y_ids[:, position], self.K, dtype)
+        return y_ids if kind == IDS else one_hot_of_valid_ids(y_ids, self.K, x.dtype)

@@ -8,9 +8,11 @@ gives the same samples on any device) and compared with the CDF on the device.
 from npflows import backend, init
 from npflows.module import Module
 from npflows.nn import log_softmax
+from npflows.nn.checks import expect_grad_shape
 
 from .autoregressive import has_incremental
-from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot, parameter_dtype, shift_right, shift_right_backward
+from .onehot import (IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, check_sample_count, one_hot_of_valid_ids, parameter_dtype,
+                     shift_right, shift_right_backward)
 
 
 def _inverse_cdf(probs, uniforms):
@@ -19,6 +21,12 @@ def _inverse_cdf(probs, uniforms):
     cdf = xp.cumsum(probs, axis=-1)
     ids = (uniforms[..., None] >= cdf).sum(axis=-1)
     return xp.minimum(ids, probs.shape[-1] - 1).astype(xp.int64)
+
+
+def _expect_finite(layer, finite):
+    """finite: a device boolean; one host sync. NaN logits would sample id 0 at every position."""
+    if not bool(finite):
+        raise ValueError(f"{layer}: expected finite logits to sample from, got NaN or inf (a diverged or damaged model)")
 
 
 def _module_xp(module):
@@ -58,6 +66,7 @@ class FactorizedCategorical(Module):
         # docs/gradients.md#factorized-categorical, eqs. (FC1)-(FC2)
         saved = self._take_saved()
         _, x, log_table = backward_needs_one_hot(type(self).__name__, saved)
+        expect_grad_shape(self, grad_log_prob, x.shape[:1])
         xp = backend.array_module(x)
         upstream = grad_log_prob[:, None, None]
         probs = xp.exp(log_table)
@@ -66,10 +75,12 @@ class FactorizedCategorical(Module):
 
     def sample(self, n, rng=None, context=None):
         """n one-hot samples (n, D, K) in the logits' dtype."""
+        check_sample_count(type(self).__name__, n)
         xp = backend.array_module(self.logits.data)
+        _expect_finite(type(self).__name__, xp.isfinite(self.logits.data).all())
         uniforms = xp.asarray(init.as_generator(rng).random((n, self.length)))
         probs = xp.exp(log_softmax(self.logits.data))
-        return one_hot(_inverse_cdf(probs[None], uniforms), self.K, self.logits.data.dtype)
+        return one_hot_of_valid_ids(_inverse_cdf(probs[None], uniforms), self.K, self.logits.data.dtype)
 
 
 class AutoregressiveCategorical(Module):
@@ -119,6 +130,7 @@ class AutoregressiveCategorical(Module):
         # docs/gradients.md#autoregressive-categorical, eqs. (AC1)-(AC3)
         saved = self._take_saved()
         _, x, log_conditionals, has_context = backward_needs_one_hot(type(self).__name__, saved)
+        expect_grad_shape(self, grad_log_prob, x.shape[:1])
         xp = backend.array_module(x)
         upstream = grad_log_prob[:, None, None]
         grad_log_conditionals = upstream * x
@@ -131,6 +143,7 @@ class AutoregressiveCategorical(Module):
     def sample(self, n, rng=None, context=None, length=None):
         """n one-hot samples (n, D, K), sequential over d (one network step per position when
         the network is incremental). Keeps no state for backward."""
+        check_sample_count(type(self).__name__, n)
         length = self.length if length is None else length
         if length is None:
             raise ValueError(f"{type(self).__name__}: sample needs a length (pass length= or give the network .length)")
@@ -138,6 +151,7 @@ class AutoregressiveCategorical(Module):
         uniforms = xp.asarray(init.as_generator(rng).random((n, length)))
         ids = xp.zeros((n, length), dtype=xp.int64)
         previous = xp.zeros((n, self.K), dtype=dtype)  # the start symbol
+        finite = xp.asarray(True)  # checked once after the loop: no host sync per position
         incremental = has_incremental(self.network)
         if incremental and context is None:
             self.network.start_incremental(n)
@@ -149,7 +163,9 @@ class AutoregressiveCategorical(Module):
                 if tuple(logits.shape) != (n, self.K):
                     raise ValueError(f"{type(self).__name__}: expected network.step output of shape {(n, self.K)}, got {tuple(logits.shape)}")
             else:  # positions >= d are placeholders the causal network ignores
-                logits = self._logits(one_hot(ids, self.K, dtype), context)[:, position]
+                logits = self._logits(one_hot_of_valid_ids(ids, self.K, dtype), context)[:, position]
+            finite &= xp.isfinite(logits).all()
             ids[:, position] = _inverse_cdf(xp.exp(log_softmax(logits)), uniforms[:, position])
-            previous = one_hot(ids[:, position], self.K, dtype)
-        return one_hot(ids, self.K, dtype)
+            previous = one_hot_of_valid_ids(ids[:, position], self.K, dtype)
+        _expect_finite(type(self).__name__, finite)
+        return one_hot_of_valid_ids(ids, self.K, dtype)

@@ -3,6 +3,7 @@ import numpy
 
 from npflows import backend
 from npflows.module import Module
+from npflows.nn.checks import expect_grad_shape
 
 from .location_scale import LocationScale
 from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, parameter_dtype
@@ -22,8 +23,10 @@ def kept_positions(mask, length, owner="DiscreteBipartiteFlow"):
                  "left": positions < length // 2, "right": positions >= length // 2}
         return rules[mask]
     keep = numpy.asarray(backend.to_numpy(mask))
-    if keep.shape != (length,) or not numpy.isin(keep, (0, 1)).all():
+    if keep.shape != (length,):
         raise ValueError(f"{owner}: expected a 0/1 mask of shape ({length},), got shape {keep.shape}")
+    if not numpy.isin(keep, (0, 1)).all():
+        raise ValueError(f"{owner}: expected a mask of 0/1 entries, got values {sorted(set(keep.tolist()))}")
     return keep.astype(bool)
 
 
@@ -46,6 +49,11 @@ class DiscreteBipartiteFlow(Module):
             raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
         if isinstance(mask, str) and mask not in MASKS:
             raise ValueError(f"{type(self).__name__}: expected mask in {MASKS} or a 0/1 array, got {mask!r}")
+        if not isinstance(mask, str):  # an explicit mask fixes the length: check its entries now, not at first use
+            shape = numpy.shape(backend.to_numpy(mask))
+            if len(shape) != 1:
+                raise ValueError(f"{type(self).__name__}: expected a 1-d 0/1 mask, got shape {shape}")
+            kept_positions(mask, shape[0], type(self).__name__)
         self.network, self.mask = network, mask
         self.K, self.scale, self.temperature = int(K), bool(scale), temperature
         self.transform = LocationScale(K, scale, temperature, owner=type(self).__name__)
@@ -84,14 +92,15 @@ class DiscreteBipartiteFlow(Module):
         """The training pass, unvalidated (the audit perturbs y off the one-hot set)."""
         keep = self._keep(y, y.dtype)
         transformed = self.transform.reverse(y, self._logits(y * keep))
-        self._saved = (ONE_HOT, keep)
+        self._saved = (ONE_HOT, keep, y.shape)
         return keep * y + (1 - keep) * transformed
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-bipartite-flow, eqs. (BP1)-(BP2)
         saved = self._take_saved()
         backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
-        keep = saved[1]
+        _, keep, shape = saved
+        expect_grad_shape(self, grad_x, shape)
         grad_y_transformed, grad_logits = self.transform.backward((1 - keep) * grad_x)
         grad_conditioning = self.network.backward(grad_logits)
         return keep * grad_x + grad_y_transformed + keep * grad_conditioning

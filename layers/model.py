@@ -1,7 +1,7 @@
 """FlowModel: a stack of discrete flows on a base distribution (paper sec. 3.1: no log-determinant)."""
 from npflows.module import Module
 
-from .onehot import ONE_HOT, parameter_dtype, representation
+from .onehot import ONE_HOT, check_sample_count, parameter_dtype, representation
 
 
 class FlowModel(Module):
@@ -69,5 +69,6 @@ class FlowModel(Module):
 
     def sample(self, n, rng=None, context=None):
         """n one-hot samples (n, D, K): base samples pushed through the flows' forward passes."""
+        check_sample_count("FlowModel", n)
         x = self.base.sample(n, rng) if context is None else self.base.sample(n, rng, context=context)
         return self.forward(x)

@@ -16,7 +16,18 @@ def is_ids(x):
 
 
 def one_hot(ids, K, dtype=None):
-    """ids: (...) integers in [0, K) -> (..., K) float one-hot (dtype: default float dtype)."""
+    """ids: (...) integers in [0, K) -> (..., K) float one-hot (dtype: default float dtype).
+    An id outside [0, K) is a ValueError (it would be an all-zero row, no symbol at all)."""
+    if not is_ids(ids):
+        raise ValueError(f"one_hot: expected an integer array of ids, got {getattr(ids, 'dtype', type(ids).__name__)}")
+    xp = backend.array_module(ids)
+    if ids.size and bool(((ids < 0) | (ids >= K)).any()):  # one host sync
+        raise ValueError(f"one_hot: expected ids in [0, {K}), got min {int(ids.min())}, max {int(ids.max())}")
+    return one_hot_of_valid_ids(ids, K, dtype)
+
+
+def one_hot_of_valid_ids(ids, K, dtype=None):
+    """one_hot without the range check (no host sync), for ids a layer made or checked itself."""
     xp = backend.array_module(ids)
     dtype = backend.default_dtype() if dtype is None else dtype
     return (ids[..., None] == xp.arange(K)).astype(dtype)
@@ -50,16 +61,25 @@ def check_one_hot(layer, x, K):
 
 
 def representation(layer, x, K):
-    """Validate `x` as ids (B, D) or one-hot (B, D, K); return IDS or ONE_HOT."""
+    """Validate `x` as ids (B, D) or one-hot (B, D, K), B >= 1; return IDS or ONE_HOT."""
     if not hasattr(x, "dtype"):
         raise ValueError(f"{layer}: expected an array of ids or one-hot floats, got {type(x).__name__}")
     if is_ids(x):
         check_ids(layer, x, K)
-        return IDS
-    if numpy.issubdtype(x.dtype, numpy.floating):
+        kind = IDS
+    elif numpy.issubdtype(x.dtype, numpy.floating):
         check_one_hot(layer, x, K)
-        return ONE_HOT
-    raise ValueError(f"{layer}: expected integer ids or a float one-hot array, got dtype {x.dtype}")
+        kind = ONE_HOT
+    else:
+        raise ValueError(f"{layer}: expected integer ids or a float one-hot array, got dtype {x.dtype}")
+    if x.shape[0] == 0:  # no log-likelihood to report (a mean over it would be NaN)
+        raise ValueError(f"{layer}: expected a batch of at least one sequence, got shape {tuple(x.shape)}")
+    return kind
+
+
+def check_sample_count(layer, n):
+    if not isinstance(n, (int, numpy.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"{layer}: expected a number of samples >= 1, got {n!r}")
 
 
 def shift_right(one_hot_array):
@@ -90,7 +110,7 @@ def as_one_hot(layer, x, K, dtype):
     """Validate `x`; return (IDS or ONE_HOT, its one-hot form in `dtype`)."""
     kind = representation(layer, x, K)
     if kind == IDS:
-        return kind, one_hot(x, K, dtype)
+        return kind, one_hot_of_valid_ids(x, K, dtype)
     if x.dtype != dtype:
         raise ValueError(f"{layer}: expected a one-hot array of dtype {numpy.dtype(dtype)} (the parameters' dtype), got {x.dtype}")
     return kind, x

@@ -23,6 +23,14 @@ def expect_last_dim(module, x, size):
         raise ValueError(f"{_name(module)}: expected last dimension {size}, got shape {tuple(x.shape)}")
 
 
+def expect_grad_shape(module, grad, shape):
+    """The gradient handed to backward has its output's shape: broadcasting a wrong one would
+    give plausible but wrong parameter gradients."""
+    if tuple(getattr(grad, "shape", (None,))) != tuple(shape):
+        got = tuple(grad.shape) if hasattr(grad, "shape") else type(grad).__name__
+        raise ValueError(f"{_name(module)}: expected a gradient of shape {tuple(shape)} (the forward output's), got {got}")
+
+
 def expect_ids(module, ids, upper):
     """Integer ids in [0, upper)."""
     if not hasattr(ids, "dtype") or not numpy.issubdtype(ids.dtype, numpy.integer):
