@@ -8,6 +8,7 @@ evaluation (`one_hot`, `to_ids` convert). See docs/flows.md.
 from .autoregressive import DiscreteAutoregressiveFlow
 from .bases import AutoregressiveCategorical, FactorizedCategorical
 from .bipartite import DiscreteBipartiteFlow
+from .causality import check_causal
 from .conditioning import Conditioned
 from .location_scale import LocationScale
 from .modular import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse
@@ -27,5 +28,5 @@ __all__ = [
     "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
     "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork", "StridedNetwork",
     "PrefixTable", "Conditioned", "PredictiveNetwork", "PredictiveBipartiteFlow",
-    "RankBipartiteFlow", "RankTransform",
+    "RankBipartiteFlow", "RankTransform", "check_causal",
 ]

@@ -3,6 +3,7 @@ from npflows import backend
 from npflows.module import Module
 from npflows.nn.checks import expect_grad_shape
 
+from .causality import check_causal, require_declared_causal
 from .location_scale import LocationScale
 from .onehot import (IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot_of_valid_ids, parameter_dtype, shift_right,
                      shift_right_backward, to_ids)
@@ -24,6 +25,8 @@ class DiscreteAutoregressiveFlow(Module):
     network: a causal Module, (B, D, K) one-hot -> (B, D, K) logits (or (B, D, 2K) with
     scale=True: location then scale logits), whose output at d sees inputs <= d. The flow feeds
     it y shifted right by one (a zero start vector first), so (mu_d, sigma_d) depend on y_{<d}.
+    The network must declare `causal = True`, and on first use the flow probes it
+    (layers/causality.py): a network that reads ahead would make the flow not a bijection.
     Sampling uses `network.start_incremental(B)` / `network.step(y_{d-1})` when the network has
     them (one step per position), and otherwise re-runs the network on the whole shifted prefix
     for each position (exact for a causal network, D passes).
@@ -32,9 +35,8 @@ class DiscreteAutoregressiveFlow(Module):
     def __init__(self, network, K, scale=False, temperature=0.1):
         if not isinstance(network, Module):
             raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
-        if getattr(network, "causal", True) is False:
-            raise ValueError(f"{type(self).__name__}: expected a causal network, got one with causal=False")
-        self.network = network
+        require_declared_causal(type(self).__name__, network)
+        self.network, self._probed = network, False
         self.K, self.scale, self.temperature = int(K), bool(scale), temperature
         self.transform = LocationScale(K, scale, temperature, owner=type(self).__name__)
 
@@ -42,8 +44,15 @@ class DiscreteAutoregressiveFlow(Module):
     def _name(self):
         return type(self).__name__
 
+    def _probe_once(self, shifted):
+        if not self._probed:
+            check_causal(self.network, shifted, owner=self._name)
+            self._probed = True
+
     def _logits(self, y_one_hot):
-        logits = self.network.forward(shift_right(y_one_hot))
+        shifted = shift_right(y_one_hot)
+        self._probe_once(shifted)
+        logits = self.network.forward(shifted)
         self.transform.check_logits(logits, y_one_hot.shape[:2])
         return logits
 
@@ -88,6 +97,7 @@ class DiscreteAutoregressiveFlow(Module):
         previous = xp.zeros((batch, self.K), dtype=dtype)  # the start symbol
         incremental = has_incremental(self.network)
         if incremental:
+            self._probe_once(shift_right(one_hot_of_valid_ids(x_ids, self.K, dtype)))
             self.network.start_incremental(batch)
         for position in range(length):
             if incremental:

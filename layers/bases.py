@@ -11,6 +11,7 @@ from npflows.nn import log_softmax
 from npflows.nn.checks import expect_grad_shape
 
 from .autoregressive import has_incremental
+from .causality import check_causal, require_declared_causal
 from .onehot import (IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, check_sample_count, one_hot_of_valid_ids, parameter_dtype,
                      shift_right, shift_right_backward)
 
@@ -98,13 +99,15 @@ class AutoregressiveCategorical(Module):
     def __init__(self, network, K, length=None):
         if not isinstance(network, Module):
             raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
-        if getattr(network, "causal", True) is False:
-            raise ValueError(f"{type(self).__name__}: expected a causal network, got one with causal=False")
-        self.network, self.K = network, int(K)
+        require_declared_causal(type(self).__name__, network)  # and probed on first use (layers/causality.py)
+        self.network, self.K, self._probed = network, int(K), False
         self.length = length if length is not None else getattr(network, "length", None)
 
     def _logits(self, x_one_hot, context):
         shifted = shift_right(x_one_hot)
+        if not self._probed:
+            check_causal(self.network, shifted, *(() if context is None else (context,)), owner=type(self).__name__)
+            self._probed = True
         logits = self.network.forward(shifted) if context is None else self.network.forward(shifted, context)
         if not hasattr(logits, "shape") or tuple(logits.shape) != tuple(x_one_hot.shape):
             raise ValueError(

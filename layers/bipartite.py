@@ -40,8 +40,10 @@ class DiscreteBipartiteFlow(Module):
 
     Kept positions (see `kept_positions`) pass through unchanged and are the only input of the
     network: (B, D, K) one-hot with the transformed positions zeroed -> (B, D, K) location
-    logits (or (B, D, 2K) with scale=True). The network may be non-causal; its output at kept
-    positions is ignored. Transformed positions get y_d = (mu_d + sigma_d x_d) mod K.
+    logits (or (B, D, 2K) with scale=True). Transformed positions get y_d = (mu_d + sigma_d x_d)
+    mod K; the network's output at kept positions is ignored. The flow, not the network, does
+    this masking, so any network (causal or not, reading every position) gives a bijection: its
+    logits are a function of the kept positions, equal on both sides of the flow.
     """
 
     def __init__(self, network, K, mask, scale=False, temperature=0.1):

@@ -23,7 +23,7 @@ class Conditioned(Module):
         if not isinstance(network, Module):
             raise ValueError(f"Conditioned: expected an npflows Module as network, got {type(network).__name__}")
         self.network, self.K, self.condition_features = network, int(K), int(condition_features)
-        self.causal = getattr(network, "causal", True)
+        self.causal = getattr(network, "causal", None)  # the wrapped network's declaration, none by default
         self.condition, self._position = None, 0
 
     def set_condition(self, condition):

@@ -76,6 +76,8 @@ class CausalMLP(Module):
     connection exists when degree(source) <= degree(target).
     """
 
+    causal = True
+
     def __init__(self, length, K, hidden, out_features, rng=None, dtype=None):
         rng = init.as_generator(rng)
         self.length, self.K, self.hidden, self.out_features = length, K, hidden, out_features
@@ -105,6 +107,8 @@ class CausalMLP(Module):
 class MLP(Module):
     """(B, D, K) -> (B, D, out_features): Dense -> tanh -> Dense over the flattened sequence."""
 
+    causal = False
+
     def __init__(self, length, K, hidden, out_features, rng=None, dtype=None):
         rng = init.as_generator(rng)
         self.length, self.K, self.out_features = length, K, out_features
@@ -130,6 +134,8 @@ class LSTMNetwork(Module):
     Incremental protocol: start_incremental(B, state=None), then step(x_t): (B, K) -> (B, out),
     carrying (h, c) between calls; it keeps no state for backward.
     """
+
+    causal = True
 
     def __init__(self, K, hidden, out_features, num_layers=1, rng=None, dtype=None):
         rng = init.as_generator(rng)

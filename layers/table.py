@@ -35,6 +35,8 @@ class PrefixTable(Module):
     Incremental protocol: start_incremental(B), then step(x_t): (B, K) -> (B, out_features).
     """
 
+    causal = True
+
     def __init__(self, examples, out_features, min_count=1, rng=None, dtype=None, init_std=0.0):
         examples = numpy.asarray(examples)
         if examples.ndim != 3 or not numpy.issubdtype(examples.dtype, numpy.floating):

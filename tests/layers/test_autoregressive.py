@@ -29,6 +29,8 @@ def test_reverse_at_d_depends_on_data_up_to_d_only(kind, K, length, scale, seed)
 class FullPassOnly(Module):
     """The same network without start_incremental/step: the flow falls back to full passes."""
 
+    causal = True
+
     def __init__(self, network):
         self.network = network
 
@@ -102,5 +104,5 @@ def test_network_output_of_the_wrong_width_raises_naming_the_layer():
     with pytest.raises(ValueError, match="DiscreteAutoregressiveFlow: expected an npflows Module"):
         layers.DiscreteAutoregressiveFlow(lambda x: x, 5)
     non_causal = nn.Transformer(1, 8, 2, 8, causal=False, in_features=5, out_features=5, rng=0, dtype=F64)
-    with pytest.raises(ValueError, match="DiscreteAutoregressiveFlow: expected a causal network"):
+    with pytest.raises(ValueError, match="DiscreteAutoregressiveFlow: expected a network that declares causal = True.*causal = False"):
         layers.DiscreteAutoregressiveFlow(non_causal, 5)

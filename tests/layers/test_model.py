@@ -51,6 +51,8 @@ class CopyPrevious(Module):
 class Identity30(Module):
     """Location logits at d = 30 * one-hot input at d (causal; the AR flow shifts, so loc_d = y_{d-1})."""
 
+    causal = True
+
     def forward(self, x):
         return 30.0 * x
 
