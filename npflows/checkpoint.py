@@ -225,5 +225,5 @@ def load(path):
     except OSError as error:  # h5py's way of saying "not HDF5" or "truncated"
         reason = str(error).split("(")[-1].rstrip(")") if "(" in str(error) else str(error)
         raise CheckpointError(f"checkpoint: cannot read {path}: not an HDF5 file, or truncated ({reason})") from None
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # h5py: RuntimeError for damaged links
         raise CheckpointError(f"checkpoint: {path} is damaged: {type(error).__name__}: {error}") from None
