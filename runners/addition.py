@@ -15,6 +15,8 @@ from npflows.init import as_generator
 from npflows.module import Module
 from npflows.train import Experiment
 
+from .argtypes import positive_int
+
 NUM_CLASSES = 10  # K: decimal digits
 
 # Section 4.2's reported test NLLs in nats, as printed ("bipartite" maps number of flows -> NLL),
@@ -188,16 +190,16 @@ class AdditionExperiment(Experiment):
 
     @classmethod
     def add_arguments(cls, parser):
-        parser.add_argument("--digits", type=int, default=10, help="D, digits per number")
+        parser.add_argument("--digits", type=positive_int, default=10, help="D, digits per number")
         parser.add_argument("--model", default="ar-flow", help="ar-base, ar-flow or bipartite-N")
-        parser.add_argument("--hidden", type=int, default=None, help="base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)")
-        parser.add_argument("--flow-hidden", type=int, default=None, help="flow network units (default: --hidden)")
+        parser.add_argument("--hidden", type=positive_int, default=None, help="base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)")
+        parser.add_argument("--flow-hidden", type=positive_int, default=None, help="flow network units (default: --hidden)")
         parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
         parser.add_argument("--flow-init", choices=("identity", "random"), default="random",
                             help="identity: zero output layers, so every flow starts as the identity map (here it "
                             "slows the AR flow: docs/results.md, Addition)")
-        parser.add_argument("--train-examples", type=int, default=100_000, help="training pairs (a fixed set)")
-        parser.add_argument("--eval-examples", type=int, default=2000, help="held-out pairs")
+        parser.add_argument("--train-examples", type=positive_int, default=100_000, help="training pairs (a fixed set)")
+        parser.add_argument("--eval-examples", type=positive_int, default=2000, help="held-out pairs")
         parser.add_argument("--data-seed", type=int, default=1, help="seed of the data (the training seed is --seed)")
         parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)")
         parser.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip (0: off)")

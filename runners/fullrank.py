@@ -14,6 +14,8 @@ from npflows import backend, nn, optim
 from npflows.init import as_generator
 from npflows.train import Experiment
 
+from .argtypes import non_negative_int, positive_int
+
 # Largest K^D this module will materialise: 2^26 outcomes = 512 MB of float64 probabilities
 # (Table 1's largest row, D = 10, K = 5, has 5^10 = 9,765,625 outcomes = 78 MB).
 MAX_OUTCOMES = 2 ** 26
@@ -202,16 +204,16 @@ class FullRank(Experiment):
     @classmethod
     def add_arguments(cls, parser):
         parser.add_argument("--model", choices=MODELS, default="ar-flow", help="Table 1's column")
-        parser.add_argument("--dimension", type=int, default=5, help="D, the sequence length")
-        parser.add_argument("--classes", type=int, default=5, help="K, the classes per position")
+        parser.add_argument("--dimension", type=positive_int, default=5, help="D, the sequence length")
+        parser.add_argument("--classes", type=positive_int, default=5, help="K, the classes per position")
         parser.add_argument("--data-seed", type=int, default=0, help="seed of the distribution and its samples")
-        parser.add_argument("--train-samples", type=int, default=20000, help="training set size")
-        parser.add_argument("--heldout-samples", type=int, default=10000, help="held-out set size")
-        parser.add_argument("--d-model", type=int, default=64, help="Transformer hidden units")
-        parser.add_argument("--layers", type=int, default=1, help="Transformer blocks per network")
-        parser.add_argument("--heads", type=int, default=4, help="attention heads")
-        parser.add_argument("--d-ff", type=int, default=128, help="Transformer feed-forward units")
-        parser.add_argument("--flows", type=int, default=4, help="bipartite flows (the autoregressive model has 1)")
+        parser.add_argument("--train-samples", type=positive_int, default=20000, help="training set size")
+        parser.add_argument("--heldout-samples", type=positive_int, default=10000, help="held-out set size")
+        parser.add_argument("--d-model", type=positive_int, default=64, help="Transformer hidden units")
+        parser.add_argument("--layers", type=positive_int, default=1, help="Transformer blocks per network")
+        parser.add_argument("--heads", type=positive_int, default=4, help="attention heads")
+        parser.add_argument("--d-ff", type=positive_int, default=128, help="Transformer feed-forward units")
+        parser.add_argument("--flows", type=non_negative_int, default=4, help="bipartite flows (the autoregressive model has 1)")
         parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
         parser.add_argument("--flow-init", choices=("identity", "random"), default="identity",
                             help="identity: zero output layers, so every flow starts as the identity map")

@@ -23,6 +23,8 @@ from npflows import backend, optim
 from npflows.init import as_generator
 from npflows.train import Experiment
 
+from .argtypes import positive_int
+
 NUM_COMPONENTS = 8
 RADIUS = 2.0
 VARIANCE = 0.01
@@ -149,13 +151,13 @@ class MixtureOfGaussians(Experiment):
     @classmethod
     def add_arguments(cls, parser):
         parser.add_argument("--model", choices=MODELS, default="bipartite", help="factorised base alone, or with one flow")
-        parser.add_argument("--hidden", type=int, default=256, help="hidden units of the flow's MLP")
+        parser.add_argument("--hidden", type=positive_int, default=256, help="hidden units of the flow's MLP")
         parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
         parser.add_argument("--flow-init", choices=("identity", "random"), default="identity",
                             help="identity: a zero output layer, so the flow starts as the identity map")
         parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (cosine decay to 0)")
-        parser.add_argument("--train-samples", type=int, default=20000, help="training set size")
-        parser.add_argument("--heldout-samples", type=int, default=20000, help="held-out set size")
+        parser.add_argument("--train-samples", type=positive_int, default=20000, help="training set size")
+        parser.add_argument("--heldout-samples", type=positive_int, default=20000, help="held-out set size")
         parser.add_argument("--data-seed", type=int, default=0, help="seed of the training and held-out draws")
 
     def __init__(self, config):

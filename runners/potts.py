@@ -24,6 +24,8 @@ from npflows import backend
 from npflows.init import as_generator
 from npflows.train import Experiment
 
+from .argtypes import non_negative_int, positive_int
+
 # exact_distribution enumerates q^(L*L) states up to this many (3x3 with q = 5 is 1,953,125).
 MAX_ENUMERATED_STATES = 2_000_000
 
@@ -230,17 +232,17 @@ class PottsExperiment(Experiment):
 
     @classmethod
     def add_arguments(cls, parser):
-        parser.add_argument("--states", type=int, default=3, help="q, states per site")
-        parser.add_argument("--side", type=int, default=3, help="L, the lattice is L x L (D = L^2)")
+        parser.add_argument("--states", type=positive_int, default=3, help="q, states per site")
+        parser.add_argument("--side", type=positive_int, default=3, help="L, the lattice is L x L (D = L^2)")
         parser.add_argument("--coupling", type=float, default=0.1, help="J, the coupling strength")
-        parser.add_argument("--mh-steps", type=int, default=PAPER_SETUP["mh_steps"], help="Metropolis-Hastings sweeps per chain")
+        parser.add_argument("--mh-steps", type=non_negative_int, default=PAPER_SETUP["mh_steps"], help="Metropolis-Hastings sweeps per chain")
         parser.add_argument("--model", default="ar-flow", choices=VARIANTS, help="the AR base alone or under one AR flow")
-        parser.add_argument("--hidden", type=int, default=PAPER_SETUP["lstm_hidden_units"], help="base LSTM units")
-        parser.add_argument("--min-count", type=int, default=100, help="prefixes seen fewer times in training share a default row (1: the paper's every combination; it memorises, docs/results.md)")
+        parser.add_argument("--hidden", type=positive_int, default=PAPER_SETUP["lstm_hidden_units"], help="base LSTM units")
+        parser.add_argument("--min-count", type=positive_int, default=100, help="prefixes seen fewer times in training share a default row (1: the paper's every combination; it memorises, docs/results.md)")
         parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
         parser.add_argument("--identity-margin", type=float, default=1.0, help="initial lead of location 0 in every table row")
-        parser.add_argument("--train-examples", type=int, default=100_000, help="training lattices (independent chains)")
-        parser.add_argument("--eval-examples", type=int, default=10_000, help="held-out lattices (fresh chains)")
+        parser.add_argument("--train-examples", type=positive_int, default=100_000, help="training lattices (independent chains)")
+        parser.add_argument("--eval-examples", type=positive_int, default=10_000, help="held-out lattices (fresh chains)")
         parser.add_argument("--data-seed", type=int, default=1, help="seed of the chains (the training seed is --seed)")
         parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
 

@@ -99,7 +99,11 @@ def _overrides(options, config):
             raise train.ConfigError(f"reproduce: expected --set OPTION=VALUE with OPTION one of the experiment's "
                              f"options ({', '.join(sorted(set(config) - set(train.SETTINGS)))}), got {item!r}")
         default = config[key]
-        overrides[key] = value if default is None or isinstance(default, str) else type(default)(value)
+        try:
+            overrides[key] = value if default is None or isinstance(default, str) else type(default)(value)
+        except ValueError:
+            raise train.ConfigError(f"reproduce: expected --set {key}= a {type(default).__name__} "
+                                    f"(like its default {default!r}), got {value!r}") from None
     return overrides
 
 

@@ -120,3 +120,18 @@ def test_a_checkpoint_with_damaged_metadata_is_one_line(data):
     damaged[-64:] = b"\xff" * 64  # HDF5 writes the root group's link metadata last
     checkpoint.write_bytes(bytes(damaged))
     assert_usage_error(run_cli(["evaluate", checkpoint]), f"checkpoint: {checkpoint} is damaged: RuntimeError")
+
+
+@pytest.mark.parametrize("experiment, option, value, expected", [
+    ("mog", "--hidden", "0", "expected an integer >= 1, got 0"), ("fullrank", "--classes", "0", "expected an integer >= 1, got 0"),
+    ("potts", "--side", "-1", "expected an integer >= 1, got -1"), ("addition", "--digits", "0", "expected an integer >= 1, got 0"),
+    ("fullrank", "--flows", "-2", "expected an integer >= 0, got -2"),
+])
+def test_sizes_of_every_experiment_are_checked_while_parsing(tmp_path, experiment, option, value, expected):
+    result = run_cli(["train", experiment, option, value, "--steps", "1", "--batch-size", "2", "--out", tmp_path / "run"])
+    assert_usage_error(result, f"train: argument {option}: {expected}")
+
+
+def test_reproduce_set_with_a_value_of_the_wrong_type_is_one_line(tmp_path):
+    assert_usage_error(run_cli(["reproduce", "figure2", "--set", "hidden=x", "--out", tmp_path]),
+                       "reproduce: expected --set hidden= a int (like its default 256), got 'x'")
