@@ -3,8 +3,9 @@
 Raised at the public boundaries (configuration, data files, checkpoints, device selection) with
 a message that is the whole story: the module, what it expected, what it got. The `npflows`
 command prints it as one `npflows: error: ...` line and exits with code 2; any other exception
-is a bug in npflows and keeps its traceback. Subclasses (train.ConfigError,
-checkpoint.CheckpointError, backend.DeviceError, runners.chardata.DataError) say where it arose.
+is a bug in npflows and keeps its traceback. Subclasses say where it arose: ConfigError
+(npflows.experiment), CheckpointError, RunDirectoryError, NonFiniteError (a run that diverged:
+its message, too, is the whole story), backend.DeviceError, runners.chardata.DataError.
 """
 
 
