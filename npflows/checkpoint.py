@@ -1,6 +1,9 @@
 """Training checkpoints in HDF5 (h5py), written atomically and verified on load.
 
-Layout of a checkpoint file (format "npflows-checkpoint", version 2):
+Layout of a checkpoint file (format "npflows-checkpoint", version 3):
+    bytes [0, N)    the HDF5 user block (N a power of two >= 512, ignored by HDF5): one JSON
+                    line {format, version, sha256 of bytes [N, end), datasets: {path: [offset,
+                    nbytes, crc32]}}, padded with spaces
     /               attrs: format, version, step, data_position, config (JSON text),
                     data_fingerprint (JSON: what the run was trained on), checksums (JSON)
     /params/NAME    one dataset per parameter, NAME its dotted path in the model
@@ -23,6 +26,7 @@ temporary file and raises a CheckpointError. `load` turns every way a file can b
 (missing, not HDF5, truncated, damaged, someone else's HDF5, a newer format) into a
 CheckpointError that says which file and what is wrong.
 """
+import hashlib
 import json
 import os
 import zlib
@@ -34,7 +38,8 @@ import numpy
 from .errors import UsageError
 
 FORMAT = "npflows-checkpoint"
-VERSION = 2
+VERSION = 3
+_HEADER_KEY = b'{"format": "npflows-checkpoint"'  # how a version-3 file starts
 _ATTRIBUTES = "attributes"  # the key of the attributes' crc32 in `checksums`
 
 
@@ -124,16 +129,47 @@ def _write_failure(error):
     return os.strerror(error.errno) if error.errno else str(error)
 
 
+def _user_block_size(arrays):
+    """Room for the header line (about 64 bytes a dataset plus its path), as HDF5 wants it:
+    a power of two, at least 512."""
+    needed = 256 + sum(len(dataset_path) + 64 for dataset_path, _ in arrays)
+    return max(512, 1 << (needed - 1).bit_length())
+
+
+def _sha256_from(file, start):
+    file.seek(start)
+    digest = hashlib.sha256()
+    for block in iter(lambda: file.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _seal(path, size, datasets):
+    """Write the header line into the user block: the sha256 of everything HDF5 wrote after it."""
+    with open(path, "r+b") as file:
+        header = {"format": FORMAT, "version": VERSION, "bytes": os.fstat(file.fileno()).st_size,
+                  "sha256": _sha256_from(file, size), "datasets": datasets}
+        line = json.dumps(header).encode()
+        if len(line) >= size:
+            raise RuntimeError(f"checkpoint: header of {len(line)} bytes does not fit the {size}-byte user block")
+        file.seek(0)
+        file.write(line.ljust(size - 1) + b"\n")
+
+
 def save(path, checkpoint):
     """Write `checkpoint` to `path` atomically (temporary file, fsync, rename, fsync dir)."""
     path = os.fspath(path)
     temporary = path + ".tmp"
     arrays = _arrays(checkpoint)
     _refuse_non_finite(path, arrays)
+    size = _user_block_size(arrays)
     try:
-        with h5py.File(temporary, "w", track_order=True) as handle:
+        with h5py.File(temporary, "w", track_order=True, userblock_size=size) as handle:
             _write(handle, checkpoint, arrays)
             handle.flush()
+            datasets = {dataset_path: [int(handle[dataset_path].id.get_offset()) if array.nbytes else 0,
+                                       int(array.nbytes), _crc32(array)] for dataset_path, array in arrays}
+        _seal(temporary, size, datasets)
         _fsync(temporary)
         os.replace(temporary, path)
     except BaseException as error:  # a full disk, a kill signal turned exception: never leave the .tmp behind
@@ -148,6 +184,37 @@ def save(path, checkpoint):
         _fsync(os.path.dirname(os.path.abspath(path)))
     except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
         pass
+
+
+def _check_seal(path):
+    """Refuse a version-3 file whose bytes differ from those `save` wrote, before HDF5 parses
+    any of them, naming the datasets whose raw bytes changed. Older files pass through."""
+    with open(path, "rb") as file:
+        if file.read(len(_HEADER_KEY)) != _HEADER_KEY:
+            return
+        file.seek(0)
+        line = file.readline(1 << 24)
+        try:
+            header = json.loads(line)
+            size, expected_bytes, datasets = len(line), int(header["bytes"]), dict(header["datasets"])
+            expected_sha256 = header["sha256"]
+        except (ValueError, KeyError, TypeError):
+            raise CheckpointError(f"checkpoint: {path}: its header line is damaged") from None
+        found_bytes = os.fstat(file.fileno()).st_size
+        if found_bytes < expected_bytes:
+            raise CheckpointError(f"checkpoint: {path} is truncated ({found_bytes} of {expected_bytes} bytes)")
+        if _sha256_from(file, size) == expected_sha256 and found_bytes == expected_bytes:
+            return
+        damaged = []
+        for dataset_path, (offset, nbytes, crc) in datasets.items():
+            file.seek(offset)
+            if nbytes and zlib.crc32(file.read(nbytes)) != crc:
+                damaged.append(dataset_path)
+    if damaged:
+        others = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise CheckpointError(f"checkpoint: {path}: dataset {damaged[0]} fails its checksum{others}; the file is damaged")
+    raise CheckpointError(f"checkpoint: {path} is damaged: its bytes differ from those written (sha256), outside "
+                          "every dataset's data (HDF5 metadata or attributes); refused without opening it")
 
 
 def _attr(node, name, path):
@@ -217,6 +284,7 @@ def load(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint: no such file {path}")
+    _check_seal(path)
     try:
         with h5py.File(path, "r") as handle:
             return _read(handle, path)

@@ -79,18 +79,28 @@ def _truncated(path, fraction):
     return _write_bytes(path, data[: int(len(data) * fraction)])
 
 
+def _unseal(path):
+    """Blank the header line in the user block, as in a file from before version 3: what is left
+    to catch an edit are the checksums inside the HDF5 file."""
+    with open(path, "r+b") as file:
+        line = file.readline()
+        file.seek(0)
+        file.write(b" " * (len(line) - 1))
+    return path
+
+
 def _newer_version(path):
     checkpoint.save(path, _example())
     with h5py.File(path, "a") as handle:
         handle.attrs["version"] = checkpoint.VERSION + 1
-    return path
+    return _unseal(path)
 
 
 def _without_params(path):
     checkpoint.save(path, _example())
     with h5py.File(path, "a") as handle:
         del handle["params"]
-    return path
+    return _unseal(path)
 
 
 BAD_FILES = {
@@ -178,10 +188,12 @@ def test_format_1_files_without_checksums_still_load(tmp_path):
     assert loaded.data_fingerprint == {} and loaded.step == 11
 
 
-def _edit(path, edit):
+def _edit(path, edit, unseal=True):
     checkpoint.save(path, _example())
     with h5py.File(path, "a") as handle:
         edit(handle)
+    if unseal:
+        _unseal(path)
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -195,6 +207,35 @@ def test_edited_attributes_and_missing_or_extra_datasets_are_refused(tmp_path, e
     path = tmp_path / "checkpoint.h5"
     _edit(path, edit)
     with pytest.raises(CheckpointError, match=expected):
+        checkpoint.load(path)
+
+
+def _refuse_to_open(*args, **kwargs):
+    raise AssertionError("a damaged checkpoint reached the HDF5 library")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda handle: handle.attrs.modify("step", 12),
+    lambda handle: handle["optimizer"].pop("m"),
+])
+def test_an_edited_sealed_file_is_refused_before_hdf5_opens_it(tmp_path, monkeypatch, edit):
+    path = tmp_path / "checkpoint.h5"
+    _edit(path, edit, unseal=False)
+    monkeypatch.setattr(checkpoint.h5py, "File", _refuse_to_open)
+    with pytest.raises(CheckpointError, match="differ from those written .*outside every dataset"):
+        checkpoint.load(path)
+
+
+def test_damaged_hdf5_metadata_is_refused_before_hdf5_opens_it(tmp_path, monkeypatch):
+    # 64 zero bytes just after the user block (the HDF5 superblock) made h5py run for minutes
+    path = tmp_path / "checkpoint.h5"
+    checkpoint.save(path, _example())
+    with open(path, "r+b") as file:
+        size = len(file.readline())
+        file.seek(size + 64)
+        file.write(bytes(64))
+    monkeypatch.setattr(checkpoint.h5py, "File", _refuse_to_open)
+    with pytest.raises(CheckpointError, match="outside every dataset"):
         checkpoint.load(path)
 
 
