@@ -119,6 +119,9 @@ def test_a_checkpoint_with_damaged_metadata_is_one_line(data):
     damaged = bytearray(checkpoint.read_bytes())
     damaged[-64:] = b"\xff" * 64  # HDF5 writes the root group's link metadata last
     checkpoint.write_bytes(bytes(damaged))
+    assert_usage_error(run_cli(["evaluate", checkpoint]), f"checkpoint: {checkpoint} is damaged: its bytes differ")
+    header = damaged.index(b"\n") + 1  # without the sealed header (a format-2 file), h5py itself must fail
+    checkpoint.write_bytes(b" " * (header - 1) + b"\n" + bytes(damaged[header:]))
     assert_usage_error(run_cli(["evaluate", checkpoint]), f"checkpoint: {checkpoint} is damaged: RuntimeError")
 
 
