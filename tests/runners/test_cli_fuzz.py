@@ -135,18 +135,22 @@ def trained_checkpoint(tmp_path_factory):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(["evaluate", "sample", "gradcheck"]),
-       target=st.sampled_from(["checkpoint", "truncated", "garbage", "missing", "folder"]),
+       target=st.sampled_from(["checkpoint", "truncated", "overwritten", "garbage", "missing", "folder"]),
        extra=st.lists(st.sampled_from(["-n", "0", "2", "-3", "--split", "heldout", "test", "--seed", "x", "--case", "Dense",
                                        "nosuch", "--rtol", "--list", "--json", "--dtype", "float64", "--device"]), max_size=4),
        cut=st.integers(0, 20000), garbage=st.binary(max_size=256))
 def test_evaluate_sample_and_gradcheck_with_random_arguments(trained_checkpoint, command, target, extra, cut, garbage):
-    """Checkpoints: good, cut short, not HDF5, missing, a folder. (Bytes overwritten inside a
-    checkpoint are not fuzzed here: some make h5py itself run for minutes, see docs/reliability.md.)"""
+    """Checkpoints: good, cut short, bytes overwritten anywhere (HDF5 metadata included: the sealed
+    header refuses them before h5py, which could run for minutes on some), not HDF5, missing, a folder."""
     with tempfile.TemporaryDirectory() as directory:
         path = {"checkpoint": trained_checkpoint, "missing": Path(directory) / "none.h5", "folder": Path(directory)}.get(
             target, Path(directory) / "bad.h5")
-        if target in ("truncated", "garbage"):
-            path.write_bytes(trained_checkpoint.read_bytes()[:cut] if target == "truncated" else garbage)
+        original = trained_checkpoint.read_bytes()
+        if target == "overwritten":
+            start = cut % len(original)
+            path.write_bytes(original[:start] + garbage + original[start + len(garbage):])
+        elif target in ("truncated", "garbage"):
+            path.write_bytes(original[:cut] if target == "truncated" else garbage)
         if command == "gradcheck" and "--list" not in extra:
             extra = [*extra, "--case", "Dense"]  # every case would take seconds: one is enough for the parsing
         argv = [command, *extra] if command == "gradcheck" else [command, path, *extra]
