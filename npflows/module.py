@@ -9,7 +9,9 @@ Protocol (the public contract):
   **adds** parameter gradients into `param.grad`.
 - `parameters()` yields every Parameter, recursively, in a stable order (attribute definition
   order); `named_parameters()` yields `(path, Parameter)` with dotted paths such as
-  `layers.0.attention.qkv.weight`.
+  `layers.0.attention.qkv.weight`, each Parameter once (under its first path) even where an
+  attribute aliases a child's submodule: a second registration would give the same array a
+  second slot in the flat buffer, in Adam's state, in every Allreduce and every checkpoint.
 """
 from collections import OrderedDict
 
@@ -69,12 +71,20 @@ class Module:
                     if isinstance(item, Module):
                         yield f"{name}.{index}", item
 
-    def named_parameters(self, prefix=""):
+    def _all_named_parameters(self, prefix=""):
+        """Every (path, Parameter), aliases included (a Parameter reachable by two paths twice)."""
         for name, value in self.__dict__.items():
             if isinstance(value, Parameter):
                 yield prefix + name, value
         for name, child in self.named_children():
-            yield from child.named_parameters(prefix + name + ".")
+            yield from child._all_named_parameters(prefix + name + ".")
+
+    def named_parameters(self, prefix=""):
+        seen = set()
+        for path, param in self._all_named_parameters(prefix):
+            if id(param) not in seen:
+                seen.add(id(param))
+                yield path, param
 
     def parameters(self):
         for _, param in self.named_parameters():
@@ -107,8 +117,9 @@ class Module:
 
     def load_state_dict(self, state):
         own = OrderedDict(self.named_parameters())
+        aliases = {path for path, _ in self._all_named_parameters()}  # checkpoints from before de-duplication
         missing = [name for name in own if name not in state]
-        unexpected = [name for name in state if name not in own]
+        unexpected = [name for name in state if name not in aliases]
         if missing or unexpected:
             raise ValueError(
                 f"{type(self).__name__}: state_dict mismatch; missing {missing}, unexpected {unexpected}"
