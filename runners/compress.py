@@ -256,12 +256,11 @@ def decompress(state, experiment, model, header, words, output_path, checkpoint_
                f"{backend.device()}/{numpy.dtype(backend.default_dtype()).name}")
     try:
         data = layout.from_rows(tokens, rows, header["extra"])
+        if len(data) != header["original_bytes"] or _sha256(data) != header["original_sha256"]:
+            raise CompressionError("the decoded bytes differ from the original (length or sha256)")
     except CompressionError as error:
-        data, problem = None, str(error)
-    if data is None or len(data) != header["original_bytes"] or _sha256(data) != header["original_sha256"]:
-        problem = "decoded bytes differ from the original (length or sha256)" if data is not None else problem
-        raise CompressionError(f"decompress: {problem}; the decoder's probabilities were not the encoder's ({machine}; "
-                               f"another BLAS, GPU or dtype can flip a near-tied argmax). Nothing written.")
+        raise CompressionError(f"decompress: {error}; the decoder's probabilities were not the encoder's ({machine}; "
+                               f"another BLAS, GPU or dtype can flip a near-tied argmax). Nothing written.") from None
     seconds = time.perf_counter() - started
     _write(output_path, data)
     return _report(header, seconds, decompressed_bytes=len(data))
