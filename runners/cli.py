@@ -263,6 +263,7 @@ def _add_compression_commands(commands):
         command.add_argument("input", help="text (char-LM) or sequences as `npflows sample` prints them" if name == "compress"
                              else "a file written by `npflows compress`")
         command.add_argument("output", help="the file to write (written only when complete and verified)")
+        command.add_argument("--allow-data-change", action="store_true", help=_DATA_CHANGE_HELP)
         if name == "compress":
             command.add_argument("--batch-size", type=int, default=128, help="rows per batched network pass")
         command.set_defaults(run=cmd_compress if name == "compress" else cmd_decompress)
