@@ -93,8 +93,8 @@ class _SymbolCoder:
 def _sequential_choose(coder, layout, lengths, known=None):
     """choose(t, probs) for a model's `sequential` walk: codes position t of the rows still open
     (t < length and no stop symbol yet) and returns the column on the device: the known symbols
-    (encoder) or the decoded ones, layout.fill_id in closed rows (what the encoder's rows hold
-    there too, so both walks feed the network the same inputs)."""
+    (encoder) or the decoded ones, and layout.fill_id in closed rows on both sides, so that the
+    two walks feed the network the same inputs at every step."""
     stopped = numpy.zeros(len(lengths), dtype=bool)
 
     def choose(t, probs):

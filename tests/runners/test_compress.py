@@ -2,7 +2,9 @@
 random small models and data (hypothesis), the model's own code length beside the file's, and
 the refusals: another checkpoint, a truncated or damaged file, a decoder whose probabilities are
 not the encoder's, input the layout cannot hold."""
+import functools
 import re
+from types import SimpleNamespace
 
 import numpy
 import pytest
@@ -15,6 +17,7 @@ from runners.charlm import LSTMLanguageModel
 from runners.chardata import EOS, PAD, CharDataset
 from runners.compress_layouts import CompressionError, Sequences, TextChunks, TextRows
 from runners.fullrank import FullRank
+from runners.potts import PottsExperiment
 
 HIDDEN = 6
 
@@ -66,6 +69,15 @@ def test_sequences_come_back_byte_for_byte(kind, K, D, rows, batch_size, seed, f
     decoded, tokens, extra, model_bits = _round_trip(model, layout, text.encode(), batch_size)
     assert decoded == text.encode()
     assert numpy.isclose(model_bits, _model_nats(model, layout, tokens, extra) / numpy.log(2), rtol=1e-5, atol=1e-5)
+
+
+@given(kind=st.sampled_from(["factorized", "ar-flow"]), rows=st.integers(0, 5), seed=st.integers(0, 2**16))
+def test_potts_lattices_come_back_byte_for_byte(kind, rows, seed):
+    """Potts samples: L lines of L states, a blank line between lattices (q = 3, 2 x 2)."""
+    rng, render = numpy.random.default_rng(seed), functools.partial(PottsExperiment.format_sequences, SimpleNamespace(side=2))
+    text = render(rng.integers(0, 3, size=(rows, 4))) + "\n"
+    decoded, _, _, _ = _round_trip(_model(kind, 3, 4, rng), Sequences(render, 4, 3), text.encode(), 2)
+    assert decoded == text.encode()
 
 
 def _dataset(characters, rows_layout):
