@@ -8,7 +8,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["npflows", "npflows.*", "layers", "layers.*", "runners", "runners.*"]),
-    install_requires=["numpy>=1.24", "h5py>=3.8", "mpi4py>=3.1", "mpich", "tqdm>=4.60", "matplotlib>=3.6"],
+    install_requires=["numpy>=1.24", "h5py>=3.8", "mpi4py>=3.1", "mpich", "tqdm>=4.60", "matplotlib>=3.6",
+                      "constriction>=0.5,<0.6"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "gpu": ["cupy-cuda12x"],

@@ -150,8 +150,18 @@ class AutoregressiveCategorical(Module):
         length = self.length if length is None else length
         if length is None:
             raise ValueError(f"{type(self).__name__}: sample needs a length (pass length= or give the network .length)")
-        xp, dtype = _module_xp(self), parameter_dtype(self.network)
+        xp = _module_xp(self)
         uniforms = xp.asarray(init.as_generator(rng).random((n, length)))
+        ids = self.sequential(n, lambda position, probs: _inverse_cdf(probs, uniforms[:, position]), context, length)
+        return one_hot_of_valid_ids(ids, self.K, parameter_dtype(self.network))
+
+    def sequential(self, n, choose, context=None, length=None):
+        """(n, D) int64 ids built position by position: `choose(d, probs)` -> (n,) ids of position
+        d, given probs (n, K) of x_d | x_<d. Sampling and the entropy decoder (runners/compress.py)
+        both walk here, so an encoder that walks here too sees the decoder's probabilities bit for
+        bit (one code path, same shapes). Keeps no state for backward."""
+        length = self.length if length is None else length
+        xp, dtype = _module_xp(self), parameter_dtype(self.network)
         ids = xp.zeros((n, length), dtype=xp.int64)
         previous = xp.zeros((n, self.K), dtype=dtype)  # the start symbol
         finite = xp.asarray(True)  # checked once after the loop: no host sync per position
@@ -168,7 +178,7 @@ class AutoregressiveCategorical(Module):
             else:  # positions >= d are placeholders the causal network ignores
                 logits = self._logits(one_hot_of_valid_ids(ids, self.K, dtype), context)[:, position]
             finite &= xp.isfinite(logits).all()
-            ids[:, position] = _inverse_cdf(xp.exp(log_softmax(logits)), uniforms[:, position])
+            ids[:, position] = choose(position, xp.exp(log_softmax(logits)))
             previous = one_hot_of_valid_ids(ids[:, position], self.K, dtype)
         _expect_finite(type(self).__name__, finite)
-        return one_hot_of_valid_ids(ids, self.K, dtype)
+        return ids

@@ -5,7 +5,8 @@ a message that is the whole story: the module, what it expected, what it got. Th
 command prints it as one `npflows: error: ...` line and exits with code 2; any other exception
 is a bug in npflows and keeps its traceback. Subclasses say where it arose: ConfigError
 (npflows.experiment), CheckpointError, RunDirectoryError, NonFiniteError (a run that diverged:
-its message, too, is the whole story), backend.DeviceError, runners.chardata.DataError.
+its message, too, is the whole story), backend.DeviceError, runners.chardata.DataError,
+runners.compress_layouts.CompressionError (compress/decompress input, files and checkpoints).
 """
 
 

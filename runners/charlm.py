@@ -65,21 +65,41 @@ class LSTMLanguageModel(Module):
         every row has produced it."""
         xp = backend.array_module(self.output.weight.data)
         rng = numpy.random.default_rng(rng)
+
+        def draw(position, probs):
+            uniforms = xp.asarray(rng.random((n, 1)), dtype=probs.dtype)
+            return xp.minimum((uniforms >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
+
+        if carry_state:
+            return self.sequential(n, length, draw, stop_id)
+        ids = xp.full((n, length), 0, dtype=xp.int64)
+        for t in range(length):
+            prefix = xp.concatenate([xp.full((n, 1), self.K, xp.int64), ids[:, :t]], axis=1)
+            top = self.lstm.forward(self.embedding.weight.data[prefix])[0][:, -1]
+            ids[:, t] = draw(t, nn.softmax(top @ self.output.weight.data + self.output.bias.data))
+            if _every_row_stopped(ids[:, :t + 1], stop_id):
+                break
+        return ids
+
+    def sequential(self, n, length, choose, stop_id=None):
+        """(n, length) int64 ids, one LSTM step per position (state carried): `choose(t, probs)`
+        -> (n,) ids of position t given probs (n, K). Sampling and the entropy coder
+        (runners/compress.py) walk here alike, so encoder and decoder see the same probabilities.
+        stop_id: stop once every row has produced it (the rest stays 0)."""
+        xp = backend.array_module(self.output.weight.data)
         ids = xp.full((n, length), 0, dtype=xp.int64)
         previous, state = xp.full((n,), self.K, dtype=xp.int64), None
         for t in range(length):
-            if carry_state:
-                top, state = self.lstm.step(self.embedding.weight.data[previous], state)
-            else:
-                prefix = xp.concatenate([xp.full((n, 1), self.K, xp.int64), ids[:, :t]], axis=1)
-                top = self.lstm.forward(self.embedding.weight.data[prefix])[0][:, -1]
-            probs = nn.softmax(top @ self.output.weight.data + self.output.bias.data)
-            uniforms = xp.asarray(rng.random((n, 1)), dtype=probs.dtype)
-            previous = xp.minimum((uniforms >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
-            ids[:, t] = previous
-            if stop_id is not None and bool((ids[:, :t + 1] == stop_id).any(axis=1).all()):
+            top, state = self.lstm.step(self.embedding.weight.data[previous], state)
+            previous = ids[:, t] = choose(t, nn.softmax(top @ self.output.weight.data + self.output.bias.data))
+            if _every_row_stopped(ids[:, :t + 1], stop_id):
                 break
         return ids
+
+
+def _every_row_stopped(ids, stop_id):
+    """True once every row of ids (n, t) holds stop_id (never when stop_id is None)."""
+    return stop_id is not None and bool((ids == stop_id).any(axis=1).all())
 
 
 def hierarchical_step(index, length):

@@ -82,6 +82,7 @@ def build_parser(experiment_class=None, reproduction=None):
     audit.add_argument("--seed", type=int, default=0, help="seed for shapes, inputs and cotangents")
     audit.add_argument("--rtol", type=float, default=1e-6, help="pass threshold on relative error")
     audit.set_defaults(run=cmd_gradcheck)
+    _add_compression_commands(commands)
     return parser
 
 
@@ -249,6 +250,40 @@ def cmd_sample(args):
 
     _, experiment, model = _restore(args)
     print(experiment.sample(model, args.num_samples, numpy.random.default_rng(args.seed)))
+    return 0
+
+
+# -- compress / decompress: parse here, run in runners.compress ----------------------------------
+def _add_compression_commands(commands):
+    for name, text in (("compress", "losslessly compress INPUT with a checkpoint's model into OUTPUT"),
+                       ("decompress", "restore the original bytes of a file written by `npflows compress`")):
+        command = commands.add_parser(name, parents=[_device_options(dtype=name == "compress")], help=text,
+                                      description=text + " (docs/compression.md).")
+        command.add_argument("checkpoint", help="OUT/checkpoint.h5 of a char-LM or synthetic-experiment run")
+        command.add_argument("input", help="text (char-LM) or sequences as `npflows sample` prints them" if name == "compress"
+                             else "a file written by `npflows compress`")
+        command.add_argument("output", help="the file to write (written only when complete and verified)")
+        command.add_argument("--allow-data-change", action="store_true", help=_DATA_CHANGE_HELP)
+        if name == "compress":
+            command.add_argument("--batch-size", type=int, default=128, help="rows per batched network pass")
+        command.set_defaults(run=cmd_compress if name == "compress" else cmd_decompress)
+
+
+def cmd_compress(args):
+    from . import compress
+
+    state, experiment, model = _restore(args)
+    print(json.dumps(compress.compress(state, experiment, model, args.input, args.output, args.batch_size)))
+    return 0
+
+
+def cmd_decompress(args):
+    from . import compress
+
+    header, words = compress.read_compressed(args.input)
+    args.dtype = header["dtype"]  # the encoder's probabilities were computed in this dtype
+    state, experiment, model = _restore(args)
+    print(json.dumps(compress.decompress(state, experiment, model, header, words, args.output, args.checkpoint)))
     return 0
 
 

@@ -308,7 +308,11 @@ class FullRank(Experiment):
 
     def sample(self, model, num_samples, rng):
         """(num_samples, D) sequences of class ids, one a line."""
-        ids = backend.to_numpy(layers.to_ids(model.sample(num_samples, rng)))
+        return self.format_sequences(backend.to_numpy(layers.to_ids(model.sample(num_samples, rng))))
+
+    @staticmethod
+    def format_sequences(ids):
+        """(n, D) class ids as text, one sequence a line (what `npflows sample` prints; compress reads it)."""
         return "\n".join(" ".join(str(value) for value in row) for row in ids)
 
 

@@ -293,4 +293,9 @@ class PottsExperiment(Experiment):
 
     def sample(self, model, num_samples, rng):
         """Drawn lattices as text: L lines of L states each, a blank line between lattices."""
-        return "\n\n".join("\n".join(" ".join(map(str, row)) for row in lattice) for lattice in self.draw(model, num_samples, rng))
+        return self.format_sequences(self.draw(model, num_samples, rng))
+
+    def format_sequences(self, states):
+        """(n, L*L) or (n, L, L) states as text, L lines of L a lattice, a blank line between lattices."""
+        lattices = numpy.asarray(states).reshape(-1, self.side, self.side)
+        return "\n\n".join("\n".join(" ".join(map(str, row)) for row in lattice) for lattice in lattices)
