@@ -10,7 +10,7 @@ Only `reverse` on one-hot input keeps state for `backward`; ids take the integer
 from npflows import backend
 from npflows.module import Module
 
-from .modular import OneHotScale, OneHotShift, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
+from .modular import DETECT, OneHotScale, OneHotShift, exact_one_hot_ids, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
 from .straight_through import OneHotArgmax
 
 
@@ -49,10 +49,19 @@ class LocationScale(Module):
     def reverse(self, y, logits):
         """y: (B, D, K) one-hot (or its audit perturbation), logits -> x: (B, D, K)."""
         loc_logits, scale_logits = self._split(logits)
-        shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits))
+        loc_ids, y_ids = self._argmax_ids(self.loc_argmax, loc_logits), exact_one_hot_ids(y)
+        shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits), v_ids=y_ids, w_ids=loc_ids)
         if not self.scale:
             return shifted
-        return self.unscale.forward(shifted, self.scale_argmax.forward(scale_logits))
+        shifted_ids = DETECT if loc_ids is DETECT or y_ids is None else (y_ids - loc_ids) % self.K
+        return self.unscale.forward(shifted, self.scale_argmax.forward(scale_logits), v_ids=shifted_ids,
+                                    w_ids=self._argmax_ids(self.scale_argmax, scale_logits))
+
+    @staticmethod
+    def _argmax_ids(argmax, logits):
+        """The ids of argmax.forward(logits) when it is exactly one-hot (no detection, no host
+        sync); DETECT for the audit's linearised stand-in."""
+        return backend.array_module(logits).argmax(logits, axis=-1) if argmax.exactly_one_hot else DETECT
 
     def backward(self, grad_x):
         # docs/gradients.md#location-scale-reverse, eqs. (LS1)-(LS3)

@@ -47,8 +47,8 @@ def _device_options(dtype=True):
     """--device/--dtype, accepted before and after the subcommand (SUPPRESS: a flag given
     before the subcommand is not overwritten by the subcommand's default)."""
     parent = _Parser(add_help=False)
-    parent.add_argument("--device", choices=("cpu", "gpu"), default=argparse.SUPPRESS,
-                        help="array device (default: $NPFLOWS_DEVICE or cpu)")
+    parent.add_argument("--device", choices=("cpu", "gpu", "strict"), default=argparse.SUPPRESS,
+                        help="array device (default: $NPFLOWS_DEVICE or cpu; strict: the tests' CPU stand-in for a GPU)")
     if dtype:
         parent.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
                             help="parameter dtype (train default float32; evaluate/sample: the run's)")

@@ -53,7 +53,7 @@ class MultiHeadAttention(Module):
         self._cache = None
 
     def _check(self, x, padding_mask):
-        expect_float(self, x, self.qkv.weight.data.dtype)
+        expect_float(self, x, like=self.qkv.weight.data)
         expect_ndim(self, x, 3, "(B, T, d_model)")
         expect_last_dim(self, x, self.d_model)
         if padding_mask is not None and tuple(padding_mask.shape) != tuple(x.shape[:2]):

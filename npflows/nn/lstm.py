@@ -160,13 +160,13 @@ class LSTM(Module):
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise ValueError(f"LSTM: expected state (h0, c0), got {type(state).__name__}")
         for name, part in zip(("h0", "c0"), state):
-            expect_float(self, part, dtype)
+            expect_float(self, part, like=self.layers[0].weight_x.data)
             if tuple(part.shape) != shape:
                 raise ValueError(f"LSTM: expected {name} of shape (L, B, H) = {shape}, got {tuple(part.shape)}")
         return state
 
     def forward(self, x, state=None):
-        expect_float(self, x, self.dtype)
+        expect_float(self, x, like=self.layers[0].weight_x.data)
         expect_ndim(self, x, 3, "(B, T, I)")
         expect_last_dim(self, x, self.input_size)
         xp = backend.array_module(x)
@@ -206,7 +206,7 @@ class LSTM(Module):
         Runs the same `cell` as forward, so T calls reproduce forward's outputs and final
         state; only the GEMMs see other shapes (B rows instead of T*B, row- instead of
         column-major), which can change BLAS's summation order by a few ulps."""
-        expect_float(self, x_t, self.dtype)
+        expect_float(self, x_t, like=self.layers[0].weight_x.data)
         expect_ndim(self, x_t, 2, "(B, I)")
         expect_last_dim(self, x_t, self.input_size)
         xp = backend.array_module(x_t)
