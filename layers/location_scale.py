@@ -46,10 +46,12 @@ class LocationScale(Module):
         return loc_logits, logits[..., self.K:] + scale_logit_mask(self.K, logits.dtype, xp)
 
     # -- one-hot, data -> base, with backward ---------------------------------------------
-    def reverse(self, y, logits):
-        """y: (B, D, K) one-hot (or its audit perturbation), logits -> x: (B, D, K)."""
+    def reverse(self, y, logits, exact=False):
+        """y: (B, D, K) one-hot (or its audit perturbation), logits -> x: (B, D, K). exact: the
+        caller validated y as one-hot, so its ids are its argmax (no detection, no host sync)."""
         loc_logits, scale_logits = self._split(logits)
-        loc_ids, y_ids = self._argmax_ids(self.loc_argmax, loc_logits), exact_one_hot_ids(y)
+        y_ids = backend.array_module(y).argmax(y, axis=-1) if exact else exact_one_hot_ids(y)
+        loc_ids = self._argmax_ids(self.loc_argmax, loc_logits)
         shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits), v_ids=y_ids, w_ids=loc_ids)
         if not self.scale:
             return shifted

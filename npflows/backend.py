@@ -145,6 +145,16 @@ def to_numpy(array, out=None):
     return out
 
 
+def cached_copy(owner, name, host, module):
+    """`host` (a NumPy array that never changes) on `module`'s device, copied once per
+    (owner, name, device) and kept in owner.__dict__: no upload per call."""
+    cache = owner.__dict__.setdefault("_device_copies", {})
+    key = (name, module.__name__)
+    if key not in cache:
+        cache[key] = module.asarray(host)
+    return cache[key]
+
+
 def empty_pinned(like):
     """A host buffer for copies of the device array `like`: page-locked on CuPy (fast DMA)."""
     if _is_cupy(like):

@@ -134,6 +134,8 @@ class StrictArray(NDArrayOperatorsMixin):
         return _call(func, args, kwargs)
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # __array_interface__, __array_struct__, __buffer__: host views
+            raise AttributeError(f"strict device: a device array has no {name}")
         value = getattr(self._array, name)
         if isinstance(value, numpy.ndarray):  # .T, .real: views
             return StrictArray(value)

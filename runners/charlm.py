@@ -28,6 +28,7 @@ from .argtypes import non_negative_int, open_fraction, positive_int
 
 MODELS = ("flow", "factorized", "lstm")
 DATASETS = ("ptb-dev", "ptb", "text8", "textfile")
+STOP_CHECK_EVERY = 16  # LSTM sampling: steps between host checks for "every row has stopped"
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -67,6 +68,8 @@ class LSTMLanguageModel(Module):
         rng = numpy.random.default_rng(rng)
         ids = xp.full((n, length), 0, dtype=xp.int64)
         previous, state = xp.full((n,), self.K, dtype=xp.int64), None
+        # all uniforms in one upload (the same values, in the same order, as one draw per step)
+        all_uniforms = xp.asarray(rng.random((length, n, 1)), dtype=self.output.weight.data.dtype)
         for t in range(length):
             if carry_state:
                 top, state = self.lstm.step(self.embedding.weight.data[previous], state)
@@ -74,10 +77,12 @@ class LSTMLanguageModel(Module):
                 prefix = xp.concatenate([xp.full((n, 1), self.K, xp.int64), ids[:, :t]], axis=1)
                 top = self.lstm.forward(self.embedding.weight.data[prefix])[0][:, -1]
             probs = nn.softmax(top @ self.output.weight.data + self.output.bias.data)
-            uniforms = xp.asarray(rng.random((n, 1)), dtype=probs.dtype)
-            previous = xp.minimum((uniforms >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
+            previous = xp.minimum((all_uniforms[t] >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
             ids[:, t] = previous
-            if stop_id is not None and bool((ids[:, :t + 1] == stop_id).any(axis=1).all()):
+            # the stop test waits for the device: every STOP_CHECK_EVERY steps, not every step
+            # (the rows' ids up to their stop symbol are the same either way)
+            if stop_id is not None and (t + 1) % STOP_CHECK_EVERY == 0 and \
+                    backend.to_host_scalar((ids[:, :t + 1] == stop_id).any(axis=1).all()):
                 break
         return ids
 
