@@ -26,7 +26,8 @@ def _cupy():
     try:
         import cupy
     except ImportError:  # exercised on machines without cupy
-        raise DeviceError("backend: device 'gpu' needs CuPy; install it with `pip install npflows[gpu]` "
+        raise DeviceError("backend: device 'gpu' needs CuPy; install the wheel for your CUDA, "
+                          "`pip install npflows[gpu-cuda13]` (CUDA 13) or `npflows[gpu-cuda12]` (CUDA 12), "
                           "or choose --device cpu") from None
     return cupy
 
