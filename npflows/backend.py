@@ -191,25 +191,6 @@ def synchronize(array):
         strict_device.count_sync()
 
 
-def fuse(function):
-    """`function` (elementwise arithmetic on arrays of one module) as one kernel on a device:
-    cupy.fuse on CuPy, the stand-in's one-counted-operation wrapper on `strict`; NumPy gets
-    the function itself. Call the result with arrays of the module it was fused for."""
-    fused = {"cupy": None, "strict": None}
-
-    def call(*arrays):
-        module = array_module(*arrays)
-        if module is numpy:
-            return function(*arrays)
-        key = "strict" if module is strict_device.xp else "cupy"
-        if fused[key] is None:
-            fused[key] = module.fuse(kernel_name=function.__name__)(function)
-        return fused[key](*arrays)
-
-    call.__wrapped__ = function
-    return call
-
-
 def scatter_add(target, indices, values):
     """target[indices[i]] += values[i] along axis 0, repeated indices summed; in place.
 

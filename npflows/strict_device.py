@@ -231,17 +231,6 @@ def _asarray(value, dtype=None, copy_device=False):
     return StrictArray(numpy.array(value, dtype=dtype, copy=True))  # a device copy, never a view of host memory
 
 
-def _fuse(function):
-    """cupy.fuse's stand-in: the function runs on NumPy arrays and counts as one kernel."""
-    def fused(*args):
-        COUNTS.operations += 1
-        before = COUNTS.operations
-        result = function(*(unwrap(arg, "a fused kernel") for arg in args))
-        COUNTS.operations = before  # the traced operations are inside the one kernel
-        return wrap(result)
-    return fused
-
-
 class _Generator:
     """xp.random.default_rng(seed): a NumPy Generator whose draws land on the device."""
 
@@ -275,9 +264,6 @@ class _Module(types.ModuleType):
             COUNTS.operations += 1
             return StrictArray(numpy.ascontiguousarray(array._array))
         return array
-
-    def fuse(self, kernel_name=None):
-        return _fuse
 
     def __getattr__(self, name):
         value = getattr(numpy, name)
