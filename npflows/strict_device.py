@@ -13,6 +13,7 @@ arrays) and `operations` (one per ufunc, array function, kernel-like method or f
 the kernel launches a GPU would see). `counting()` resets and returns the live `COUNTS`.
 """
 import collections
+import contextlib
 import os
 import sys
 import types
@@ -43,6 +44,29 @@ def counting():
     """Reset the counters; returns the live Counts they accumulate into."""
     COUNTS.__init__()
     return COUNTS
+
+
+@contextlib.contextmanager
+def per_training_step():
+    """Yields a list that gets one Counts per training step (npflows.train's loop) while inside."""
+    from . import train
+
+    original, steps = train._Run._train_step, []
+
+    def counted(run):
+        before = (COUNTS.syncs.copy(), COUNTS.uploads.copy(), COUNTS.operations)
+        loss = original(run)
+        step = Counts()
+        step.syncs, step.uploads = COUNTS.syncs - before[0], COUNTS.uploads - before[1]
+        step.operations = COUNTS.operations - before[2]
+        steps.append(step)
+        return loss
+
+    train._Run._train_step = counted
+    try:
+        yield steps
+    finally:
+        train._Run._train_step = original
 
 
 def _call_site():

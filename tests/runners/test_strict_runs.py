@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from npflows import backend, strict_device
-from npflows import train as training
 from runners import cli
 from tests.runners.test_charlm import TINY as CHARLM_TINY
 from tests.runners.test_charlm import _ptb_file
@@ -44,23 +43,13 @@ def _arguments(name, ptb_file):
     return [name, *TINY[name]]
 
 
-def _run(device, name, out, ptb_file, capsys, monkeypatch):
-    """Train 3 steps, evaluate and sample on `device`; returns (result, evaluation, samples, per-step syncs)."""
-    syncs_per_step = []
-    original = training._Run._train_step
-
-    def counted_step(run):
-        before = strict_device.COUNTS.syncs.copy()
-        loss = original(run)
-        syncs_per_step.append(collections.Counter({site.split(":")[0]: count
-                                                   for site, count in (strict_device.COUNTS.syncs - before).items()}))
-        return loss
-
-    monkeypatch.setattr(training._Run, "_train_step", counted_step)
+def _run(device, name, out, ptb_file, capsys):
+    """Train 3 steps, evaluate and sample on `device`; returns (result, evaluation, samples, per-step syncs by file)."""
     strict_device.counting()
     try:
-        assert cli.main(["--device", device, "train", *_arguments(name, ptb_file), "--steps", "3", "--batch-size", "8",
-                         "--dtype", "float64", "--log-every", "0", "--out", str(out)]) == 0
+        with strict_device.per_training_step() as steps:
+            assert cli.main(["--device", device, "train", *_arguments(name, ptb_file), "--steps", "3", "--batch-size", "8",
+                             "--dtype", "float64", "--log-every", "0", "--out", str(out)]) == 0
         capsys.readouterr()
         checkpoint = str(out / "checkpoint.h5")
         assert cli.main(["--device", device, "evaluate", checkpoint]) == 0
@@ -70,16 +59,15 @@ def _run(device, name, out, ptb_file, capsys, monkeypatch):
         samples = capsys.readouterr().out
     finally:
         backend.set_device("cpu")
-        monkeypatch.undo()
     result = json.loads((out / "result.json").read_text())
-    return result["eval"], evaluation, samples, syncs_per_step
+    syncs = [collections.Counter({site.split(":")[0]: count for site, count in step.syncs.items()}) for step in steps]
+    return result["eval"], evaluation, samples, syncs
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_train_evaluate_sample_on_the_stand_in_equal_the_host_with_no_sync_in_a_step(name, tmp_path, ptb_file, capsys,
-                                                                                     monkeypatch):
-    strict = _run("strict", name, tmp_path / "strict", ptb_file, capsys, monkeypatch)
-    host = _run("cpu", name, tmp_path / "cpu", ptb_file, capsys, monkeypatch)
+def test_train_evaluate_sample_on_the_stand_in_equal_the_host_with_no_sync_in_a_step(name, tmp_path, ptb_file, capsys):
+    strict = _run("strict", name, tmp_path / "strict", ptb_file, capsys)
+    host = _run("cpu", name, tmp_path / "cpu", ptb_file, capsys)
     # NumPy runs underneath the stand-in, in float64 and the same order: every number agrees
     # (the device's own dropout stream is the one difference, and these models use none)
     assert strict[:3] == host[:3] and strict[2].strip()
