@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {  # the runner tests' tiny sizes, 3 steps
     "mog": ["--hidden", "8", "--train-samples", "64", "--heldout-samples", "64"],
     "fullrank": ["--dimension", "3", "--classes", "3", "--train-samples", "64", "--heldout-samples", "32",
-                 "--d-model", "8", "--heads", "2", "--d-ff", "8", "--flows", "2", "--model", "bipartite"],
+                 "--d-model", "8", "--heads", "2", "--d-ff", "8", "--flows", "2", "--model", "bipartite",
+                 "--confidence", "0.9"],  # the predictive gate (a boolean-mask assignment before)
     "addition": ["--digits", "3", "--hidden", "8", "--flow-hidden", "8", "--train-examples", "64", "--eval-examples", "32"],
     "potts": ["--states", "3", "--side", "3", "--coupling", "0.5", "--mh-steps", "20", "--train-examples", "96",
               "--eval-examples", "64", "--hidden", "8", "--min-count", "1"],
