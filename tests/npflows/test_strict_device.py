@@ -131,3 +131,25 @@ def test_the_stand_in_trains_like_the_host(tmp_path):
     backend.set_device("cpu")
     assert [row["step"] for row in results["cpu"]] == [2, 4]
     assert results["strict"] == results["cpu"]
+
+
+def test_device_dropout_masks_come_from_splitmix64_outputs():
+    # the published SplitMix64 from state 0: its first output is 0xE220A8397B1DCDAF
+    first = nn.dropout.counter_uniform(numpy, 0, 0, (2,), numpy.float64)[1]
+    assert first == (0xE220A8397B1DCDAF >> 11) * 2.0**-53
+
+
+def test_device_dropout_draws_a_fresh_mask_each_call_with_no_copy_and_reseed_repeats_it():
+    with strict_counting() as counts:
+        dropout = nn.Dropout(0.3, rng=0)
+        ones = backend.asarray(numpy.ones((200, 500), numpy.float32))
+        uploads = dict(counts.uploads)
+        first, second = (backend.to_numpy(dropout.forward(ones)) for _ in range(2))
+        dropout.reseed(7)
+        again = backend.to_numpy(dropout.forward(ones))
+        dropout.reseed(7)
+        assert dict(counts.uploads) == uploads  # drawing and reseeding copy nothing to the device
+        numpy.testing.assert_array_equal(backend.to_numpy(dropout.forward(ones)), again)
+    assert set(numpy.unique(first)) == {numpy.float32(0), numpy.float32(1 / 0.7)}
+    # 100,000 draws: the kept share's standard deviation is 0.0014; 0.01 is 7 of them
+    assert abs((first != 0).mean() - 0.7) < 0.01 and (first != second).any() and (first != again).any()
