@@ -98,3 +98,15 @@ def test_two_ranks_train_and_resume_on_the_stand_in_as_one_rank_on_the_host(tmp_
     assert resumed["world_size"] == 2 and resumed["transport"] == "pinned-host"
     # two ranks average two half-batch gradients: the same as one rank's up to summation order
     assert resumed["eval"] == pytest.approx(alone["eval"], rel=1e-12)
+
+
+def test_reproduce_trains_and_restores_on_the_chosen_device(tmp_path, capsys):
+    backend.set_device("strict")  # what NPFLOWS_DEVICE=strict (or --device strict) selects
+    try:
+        assert cli.main(["reproduce", "figure2", "--steps", "2", "--batch-size", "8", "--train-samples", "32",
+                         "--heldout-samples", "32", "--set", "hidden=8", "--out", str(tmp_path)]) == 0
+        device_after = backend.device()  # restoring a variant's checkpoint on the cpu would switch the backend
+    finally:
+        backend.set_device("cpu")
+    devices = {path.parent.name: json.loads(path.read_text())["device"] for path in tmp_path.glob("*/config.json")}
+    assert len(devices) == 2 and set(devices.values()) == {"strict"} and device_after == "strict"
