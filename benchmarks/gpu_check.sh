@@ -21,7 +21,9 @@
 # .gpu/cupy_cache and the next run starts from it instead of compiling again.
 # OUT: the run tool's $OUT, else a new temporary folder. PYTHON (default python3).
 # mpiexec: the one on PATH, else the mpich wheel carried as .gpu/mpich-*.whl (or $MPICH_WHEEL),
-# unpacked here with PATH and LD_LIBRARY_PATH pointed at it. Exit status: 0 if every step passed.
+# unpacked here with PATH and LD_LIBRARY_PATH pointed at it (before a GPU session:
+# `pip download mpich --no-deps -d .gpu`, 13 MB; .gpu/ is git-ignored, so the device run must
+# carry it, with .gpu/cupy_cache if there is one). Exit status: 0 if every step passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

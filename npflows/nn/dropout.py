@@ -25,7 +25,10 @@ class Dropout(Module):
 
     def reseed(self, seed):
         self._host_rng = numpy.random.default_rng(seed)
-        self._device_stream = int(self._host_rng.integers(2**63))  # a host integer: no device work
+        # the device stream: a hash of the seed (nearby seeds must not give shifted copies of one
+        # sequence), computed on the host, and not drawn from the host stream, whose masks stay
+        # those of the CPU path
+        self._device_stream = int(numpy.random.SeedSequence(seed).generate_state(1, numpy.uint64)[0])
         self._device_draws = 0
 
     def _uniform(self, xp, shape, dtype):
