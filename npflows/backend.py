@@ -33,7 +33,7 @@ def _cupy():
 
 
 def set_device(device):
-    """Choose 'cpu' or 'gpu' for arrays created from now on."""
+    """Choose 'cpu', 'gpu' or 'strict' (the tests' stand-in) for arrays created from now on."""
     if device not in DEVICES:
         raise DeviceError(f"backend: expected device in {DEVICES}, got {device!r}")
     if device == "gpu":
@@ -94,8 +94,9 @@ _failed_checks = {}  # message -> 0-d device boolean: all checks with that messa
 def check_later(passed, message, details=None):
     """ValueError(message + details()) unless the 0-d boolean `passed` is true. A host value is
     checked at once; a device value is only combined on the device and checked at the next
-    `raise_failed_checks()` (the training loop's log steps and end), so that validation inside
-    a training step costs no host sync."""
+    `raise_failed_checks()` (the training loop's log steps and end, `npflows evaluate` and
+    `sample` before they print), so that validation inside a training step costs no host sync;
+    code that uses modules on a device directly calls it before trusting their results."""
     if not on_device(passed):
         if not passed:
             raise ValueError(message + (details() if details is not None else ""))

@@ -235,6 +235,7 @@ def _restore(args):
 def cmd_evaluate(args):
     state, experiment, model = _restore(args)
     metrics = {name: float(value) for name, value in experiment.evaluate(model).items()}
+    _raise_failed_device_checks()
     if args.split:
         splits = sorted({name.split("_")[0] for name in metrics})
         if args.split not in splits:
@@ -248,8 +249,17 @@ def cmd_sample(args):
     import numpy
 
     _, experiment, model = _restore(args)
-    print(experiment.sample(model, args.num_samples, numpy.random.default_rng(args.seed)))
+    samples = experiment.sample(model, args.num_samples, numpy.random.default_rng(args.seed))
+    _raise_failed_device_checks()
+    print(samples)
     return 0
+
+
+def _raise_failed_device_checks():
+    """Input checks that a device deferred (backend.check_later) fail here, before any output."""
+    from npflows import backend
+
+    backend.raise_failed_checks()
 
 
 def main(argv=None):

@@ -153,3 +153,26 @@ def test_device_dropout_draws_a_fresh_mask_each_call_with_no_copy_and_reseed_rep
     assert set(numpy.unique(first)) == {numpy.float32(0), numpy.float32(1 / 0.7)}
     # 100,000 draws: the kept share's standard deviation is 0.0014; 0.01 is 7 of them
     assert abs((first != 0).mean() - 0.7) < 0.01 and (first != second).any() and (first != again).any()
+
+
+def test_npflows_evaluate_raises_a_deferred_device_check_before_printing(tmp_path, capsys, monkeypatch):
+    from runners import cli
+    from tests.fixtures.tiny_experiment import TinyClassifier
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "tests.fixtures.tiny_experiment:TinyClassifier", "--steps", "1", "--batch-size", "8",
+                     "--out", str(out)]) == 0
+    capsys.readouterr()
+    evaluate = TinyClassifier.evaluate
+
+    def evaluate_with_a_bad_input(self, model):  # as a module given bad ids on the device would
+        backend.check_later(backend.asarray(numpy.array(False)), "Tiny: expected good ids")
+        return evaluate(self, model)
+
+    monkeypatch.setattr(TinyClassifier, "evaluate", evaluate_with_a_bad_input)
+    try:
+        with pytest.raises(ValueError, match=r"Tiny: expected good ids \(a deferred device check\)"):
+            cli.main(["--device", "strict", "evaluate", str(out / "checkpoint.h5")])
+    finally:
+        backend.set_device("cpu")
+    assert capsys.readouterr().out == ""
