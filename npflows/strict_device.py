@@ -24,7 +24,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 _HERE = {os.path.abspath(__file__), os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend.py")}
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # methods that return views or metadata, never a kernel launch
-_VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze", "__array_namespace__"}
+_VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze"}
 # functions whose output shape depends on the data: the host must wait for the device
 _DATA_DEPENDENT = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"}
 
@@ -177,7 +177,7 @@ class StrictArray(NDArrayOperatorsMixin):
     def __getitem__(self, key):
         key = _unwrap_index(key)
         result = self._array[key]
-        if not numpy.shares_memory(result, self._array):  # advanced indexing: a gather kernel
+        if not numpy.may_share_memory(result, self._array):  # advanced indexing: a gather kernel
             COUNTS.operations += 1
         return wrap(result)
 
