@@ -21,9 +21,7 @@ def one_hot(ids, K, dtype=None):
     An id outside [0, K) is a ValueError (it would be an all-zero row, no symbol at all)."""
     if not is_ids(ids):
         raise ValueError(f"one_hot: expected an integer array of ids, got {getattr(ids, 'dtype', type(ids).__name__)}")
-    xp = backend.array_module(ids)
-    if ids.size and bool(((ids < 0) | (ids >= K)).any()):  # one host sync
-        raise ValueError(f"one_hot: expected ids in [0, {K}), got min {int(ids.min())}, max {int(ids.max())}")
+    check_id_range("one_hot", ids, K, noun="ids")
     return one_hot_of_valid_ids(ids, K, dtype)
 
 

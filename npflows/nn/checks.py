@@ -56,9 +56,9 @@ def expect_ids(module, ids, upper, like=None):
     check_id_range(_name(module), ids, upper)
 
 
-def check_id_range(owner, ids, upper):
+def check_id_range(owner, ids, upper, noun="token ids"):
     """ids in [0, upper); on a device checked at the next backend.raise_failed_checks (no host sync here)."""
     if ids.size:
         low, high = ids.min(), ids.max()
-        backend.check_later((low >= 0) & (high < upper), f"{owner}: expected token ids in [0, {upper})",
+        backend.check_later((low >= 0) & (high < upper), f"{owner}: expected {noun} in [0, {upper})",
                             lambda: f", got min {int(low)}, max {int(high)}")

@@ -75,7 +75,9 @@ def test_train_evaluate_sample_on_the_stand_in_equal_the_host_with_no_sync_in_a_
     # (the device's own dropout stream is the one difference, and these models use none)
     assert strict[:3] == host[:3] and strict[2].strip()
     budget = SYNC_BUDGETS.get(name, SYNC_BUDGET)
-    assert len(strict[3]) == 3 and all(dict(step) == budget for step in strict[3]), strict[3]
+    # the first step may also run one-time probes (layers/causality.py checks that a network is
+    # causal on its first input); the budget holds from then on
+    assert len(strict[3]) == 3 and all(dict(step) == budget for step in strict[3][1:]), strict[3]
 
 
 def test_two_ranks_train_and_resume_on_the_stand_in_as_one_rank_on_the_host(tmp_path):
