@@ -12,7 +12,10 @@ setup(
                       "constriction>=0.5,<0.6"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
-        "gpu": ["cupy-cuda12x"],
+        # one CuPy wheel per CUDA major version (README, "GPU"): the lent GPU machine has CUDA 13
+        "gpu": ["cupy-cuda13x"],
+        "gpu-cuda13": ["cupy-cuda13x"],
+        "gpu-cuda12": ["cupy-cuda12x"],
     },
     entry_points={"console_scripts": ["npflows=runners.cli:main"]},
 )

@@ -109,12 +109,12 @@ def main(argv=None):
             times = []
             for _ in range(1 if key == "d" else args.repeats):
                 started = time.perf_counter()
-                ids = run(key, n)
+                ids = backend.to_numpy(run(key, n))  # on a GPU: waits for the device, the ids on the host
                 times.append(time.perf_counter() - started)
             assert tuple(ids.shape) == (n, length)
             results[(key, n)] = min(times)
             print(f"({key}) batch {n:3d}: {min(times):9.4f} s   {notes[key]}", flush=True)
-    print(f"\nlength {length}, {args.threads} thread(s), float32, NumPy {numpy.__version__}")
+    print(f"\nlength {length}, {args.threads} thread(s), float32, NumPy {numpy.__version__}, device {backend.device()}")
     for n in (1, args.batch):
         print(f"batch {n}:")
         for slow, fast in (("c", "a"), ("c", "b"), ("d", "a"), ("d", "b"), ("d", "c"), ("a", "b")):

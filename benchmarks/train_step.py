@@ -18,10 +18,12 @@ step of a tiny model of the same kind (library code pages, one-time allocations)
 RSS (VmHWM, reset at the baseline) over building the model, the optimiser and 3 steps, minus the
 baseline: parameters, gradients, optimiser state and the step's activations and temporaries.
 
-    python benchmarks/train_step.py [--model lstm|transformer|both] [--steps 10] [--device cpu|gpu] [--json]
+    python benchmarks/train_step.py [--model lstm|transformer|both] [--steps 10] [--device cpu|gpu|strict] [--json]
 
 torch and py-spy are optional: without them only the npflows figures are printed.
---device gpu runs npflows on CuPy and prints GPU vs CPU step times (torch on CUDA if it can).
+--device gpu runs npflows on CuPy and prints GPU vs CPU step times (torch on CUDA if it can);
+--device strict does the same on the tests' CPU stand-in (a smoke run of the script, with --tiny:
+the small shapes below instead of the benchmark's).
 """
 import os
 
@@ -85,7 +87,7 @@ class TokenModel(Module):
 
 def synchronise(device):
     if device == "gpu":
-        backend._cupy().cuda.get_current_stream().synchronize()
+        backend.module_for("gpu").cuda.get_current_stream().synchronize()
 
 
 def npflows_step(name, shape, device="cpu", seed=0, finite_check=True):
@@ -264,11 +266,11 @@ def machine():
 
 
 def benchmark(name, args, torch):
-    shape, row = SHAPES[name], {"model": name}
+    shape, row = (TINY if args.tiny else SHAPES)[name], {"model": name}
     steps = {"npflows": npflows_step(name, shape, args.device)}
-    if args.device == "gpu":
+    if args.device != "cpu":
         steps["npflows_cpu"] = npflows_step(name, shape, "cpu")
-        if torch is not None and torch.cuda.is_available():
+        if args.device == "gpu" and torch is not None and torch.cuda.is_available():
             steps["torch"] = torch_step(torch, name, shape, "cuda")
     elif torch is not None:
         steps["torch"] = torch_step(torch, name, shape)
@@ -278,7 +280,7 @@ def benchmark(name, args, torch):
     gc.collect()
     if "torch_ms" in row:
         row["ratio"] = row["npflows_ms"] / row["torch_ms"]
-    if args.device == "gpu":
+    if args.device != "cpu":
         row["gpu_speedup"] = row["npflows_cpu_ms"] / row["npflows_ms"]
         return row
     share = matmul_share(name)
@@ -305,7 +307,8 @@ def main():
     parser.add_argument("--model", choices=("lstm", "transformer", "both"), default="both")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per framework (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="npflows' device")
+    parser.add_argument("--device", choices=("cpu", "gpu", "strict"), default="cpu", help="npflows' device")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes (a smoke run of the script)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)  # internal: memory/profile child
     args = parser.parse_args()
@@ -327,10 +330,10 @@ def main():
           f"torch {result['torch']}")
     print(f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {result['load_after'][0]:.2f} {result['load_after'][1]:.2f} {result['load_after'][2]:.2f}")
-    if args.device == "gpu":
+    if args.device != "cpu":
         for row in rows:
             torch_ms = f", torch (CUDA) {row['torch_ms']:.1f} ms" if "torch_ms" in row else ""
-            print(f"{row['model']:<12} npflows GPU {row['npflows_ms']:.1f} ms, npflows CPU (1 thread) "
+            print(f"{row['model']:<12} npflows {args.device} {row['npflows_ms']:.1f} ms, npflows CPU (1 thread) "
                   f"{row['npflows_cpu_ms']:.1f} ms: {row['gpu_speedup']:.1f}x{torch_ms}")
         return
     print(f"median of {args.steps} steps after {args.warmup} warm-up, one thread, float32; matmul share by py-spy "

@@ -64,11 +64,12 @@ class DiscreteAutoregressiveFlow(Module):
             x = self.transform.reverse_ids(y, self._logits(y_one_hot))
             self._saved = IDS
             return x
-        return self._reverse_one_hot(y_one_hot)
+        return self._reverse_one_hot(y_one_hot, exact=True)
 
-    def _reverse_one_hot(self, y):
-        """The training pass, unvalidated (the audit perturbs y off the one-hot set)."""
-        x = self.transform.reverse(y, self._logits(y))
+    def _reverse_one_hot(self, y, exact=False):
+        """The training pass, unvalidated (the audit perturbs y off the one-hot set); exact:
+        y was validated as one-hot (LocationScale.reverse then needs no host sync)."""
+        x = self.transform.reverse(y, self._logits(y), exact)
         self._saved = (ONE_HOT, y.shape)
         return x
 

@@ -25,8 +25,8 @@ def _inverse_cdf(probs, uniforms):
 
 
 def _expect_finite(layer, finite):
-    """finite: a device boolean; one host sync. NaN logits would sample id 0 at every position."""
-    if not bool(finite):
+    """finite: a device boolean; one explicit host sync. NaN logits would sample id 0 at every position."""
+    if not backend.to_host_scalar(finite):
         raise ValueError(f"{layer}: expected finite logits to sample from, got NaN or inf (a diverged or damaged model)")
 
 

@@ -84,16 +84,17 @@ class DiscreteBipartiteFlow(Module):
         """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation."""
         kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
         if kind == ONE_HOT:
-            return self._reverse_one_hot(y_one_hot)
+            return self._reverse_one_hot(y_one_hot, exact=True)
         keep = self._keep(y, y_one_hot.dtype)
         x = self.transform.reverse_ids(y, self._logits(y_one_hot * keep))
         self._saved = IDS
         return backend.array_module(y).where(keep[:, 0] > 0, y, x)
 
-    def _reverse_one_hot(self, y):
-        """The training pass, unvalidated (the audit perturbs y off the one-hot set)."""
+    def _reverse_one_hot(self, y, exact=False):
+        """The training pass, unvalidated (the audit perturbs y off the one-hot set); exact:
+        y was validated as one-hot (LocationScale.reverse then needs no host sync)."""
         keep = self._keep(y, y.dtype)
-        transformed = self.transform.reverse(y, self._logits(y * keep))
+        transformed = self.transform.reverse(y, self._logits(y * keep), exact)
         self._saved = (ONE_HOT, keep, y.shape)
         return keep * y + (1 - keep) * transformed
 

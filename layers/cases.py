@@ -16,7 +16,7 @@ autoregressive flow's reverse with an LSTM network, audited through LinearisedAr
 """
 import numpy
 
-from npflows import nn
+from npflows import backend, nn
 from npflows.gradcheck import Case, register
 from npflows.module import Module
 
@@ -222,7 +222,7 @@ def autoregressive_flow_table(rng):
 def conditioned_network(rng):
     K, features, batch, length = int(rng.choice(SOME_K)), _size(rng, 1, 4), _size(rng), _size(rng, 1, 4)
     network = Conditioned(LSTMNetwork(K + features, _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64), K, features)
-    network.set_condition(rng.standard_normal((batch, length, features)))
+    network.set_condition(backend.asarray(rng.standard_normal((batch, length, features))))  # data lives on the device
     return Case(network, (rng.standard_normal((batch, length, K)),))
 
 

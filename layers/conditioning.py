@@ -6,7 +6,7 @@ The addition experiment uses it to let a flow read the two input numbers' digits
 """
 from npflows import backend
 from npflows.module import Module
-from npflows.nn.checks import expect_float
+from npflows.nn.checks import expect_device, expect_float
 
 
 class Conditioned(Module):
@@ -47,6 +47,7 @@ class Conditioned(Module):
         if x.ndim != 3 or x.shape[-1] != self.K:
             raise ValueError(f"Conditioned: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}")
         condition = self._condition_for(x, 2).astype(x.dtype, copy=False)
+        expect_device(self, condition, x)
         self._saved = True
         return self.network.forward(backend.array_module(x).concatenate([x, condition], axis=-1))
 
@@ -67,6 +68,7 @@ class Conditioned(Module):
         condition = self._condition_for(x_t, 1)
         if self._position >= condition.shape[1]:
             raise ValueError(f"Conditioned: step called more than D = {condition.shape[1]} times after start_incremental")
+        expect_device(self, condition, x_t)
         features = condition[:, self._position].astype(x_t.dtype, copy=False)
         self._position += 1
         return self.network.step(backend.array_module(x_t).concatenate([x_t, features], axis=-1))

@@ -10,7 +10,7 @@ Only `reverse` on one-hot input keeps state for `backward`; ids take the integer
 from npflows import backend
 from npflows.module import Module
 
-from .modular import OneHotScale, OneHotShift, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
+from .modular import DETECT, OneHotScale, OneHotShift, exact_one_hot_ids, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
 from .straight_through import OneHotArgmax
 
 
@@ -46,13 +46,24 @@ class LocationScale(Module):
         return loc_logits, logits[..., self.K:] + scale_logit_mask(self.K, logits.dtype, xp)
 
     # -- one-hot, data -> base, with backward ---------------------------------------------
-    def reverse(self, y, logits):
-        """y: (B, D, K) one-hot (or its audit perturbation), logits -> x: (B, D, K)."""
+    def reverse(self, y, logits, exact=False):
+        """y: (B, D, K) one-hot (or its audit perturbation), logits -> x: (B, D, K). exact: the
+        caller validated y as one-hot, so its ids are its argmax (no detection, no host sync)."""
         loc_logits, scale_logits = self._split(logits)
-        shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits))
+        y_ids = backend.array_module(y).argmax(y, axis=-1) if exact else exact_one_hot_ids(y)
+        loc_ids = self._argmax_ids(self.loc_argmax, loc_logits)
+        shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits), v_ids=y_ids, w_ids=loc_ids)
         if not self.scale:
             return shifted
-        return self.unscale.forward(shifted, self.scale_argmax.forward(scale_logits))
+        shifted_ids = DETECT if loc_ids is DETECT or y_ids is None else (y_ids - loc_ids) % self.K
+        return self.unscale.forward(shifted, self.scale_argmax.forward(scale_logits), v_ids=shifted_ids,
+                                    w_ids=self._argmax_ids(self.scale_argmax, scale_logits))
+
+    @staticmethod
+    def _argmax_ids(argmax, logits):
+        """The ids of argmax.forward(logits) when it is exactly one-hot (no detection, no host
+        sync); DETECT for the audit's linearised stand-in."""
+        return backend.array_module(logits).argmax(logits, axis=-1) if argmax.exactly_one_hot else DETECT
 
     def backward(self, grad_x):
         # docs/gradients.md#location-scale-reverse, eqs. (LS1)-(LS3)

@@ -45,16 +45,17 @@ class FlowModel(Module):
             dtype = parameter_dtype(self)
             if y.dtype != dtype:
                 raise ValueError(f"FlowModel: expected a one-hot array of dtype {dtype} (the parameters' dtype), got {y.dtype}")
-            return self._log_prob_one_hot(y, context)
+            return self._log_prob_one_hot(y, context, exact=True)
         x = self.reverse(y)
         self._saved = context is not None
         return self.base.log_prob(x) if context is None else self.base.log_prob(x, context)
 
-    def _log_prob_one_hot(self, y, context=None):
+    def _log_prob_one_hot(self, y, context=None, exact=False):
         """The training pass on (B, D, K) one-hot y, validated once here rather than per flow
-        (unvalidated: the audit perturbs y off the one-hot set)."""
+        (unvalidated: the audit perturbs y off the one-hot set); exact: y was validated, and
+        each flow maps exact one-hot to exact one-hot, so no flow needs to detect it."""
         for flow in self.flows:
-            y = flow._reverse_one_hot(y) if hasattr(flow, "_reverse_one_hot") else flow.reverse(y)
+            y = flow._reverse_one_hot(y, exact) if hasattr(flow, "_reverse_one_hot") else flow.reverse(y)
         self._saved = context is not None
         return self.base._log_prob_one_hot(y) if context is None else self.base._log_prob_one_hot(y, context)
 

@@ -118,11 +118,14 @@ def mod_reverse(y, loc, scale, K):
     return (inverse_table(K, xp)[scale % K] * (y - loc)) % K
 
 
+DETECT = object()  # _OneHotMap.forward's default: find out whether an operand is exactly one-hot
+
+
 def exact_one_hot_ids(array):
     """(...) int ids when `array` (..., K) is exactly one-hot (entries 0/1, one 1 per row), else None."""
     xp = backend.array_module(array)
     binary = xp.logical_or(array == 0, array == 1).all()
-    if not bool(binary & (array.sum(axis=-1) == 1).all()):  # one host sync per call
+    if not backend.to_host_scalar(binary & (array.sum(axis=-1) == 1).all()):  # one host sync per call
         return None
     return xp.argmax(array, axis=-1)
 
@@ -185,15 +188,21 @@ class _OneHotMap(Module):
             mask = invertible_mask(self.K, xp)
         return table(name, self.K, xp), table(name + "_T", self.K, xp), mask
 
-    def forward(self, v, w):
+    def forward(self, v, w, v_ids=DETECT, w_ids=DETECT):
+        """v_ids, w_ids: the operands' ids when the caller knows them to be exactly one-hot
+        (e.g. w = one_hot(argmax(logits))), None when they are not; by default each is
+        detected (a host sync on a device)."""
         for array in (v, w):
             if array.shape[-1:] != (self.K,):
                 raise ValueError(f"{type(self).__name__}: expected last dimension {self.K}, got shape {tuple(array.shape)}")
         if v.shape != w.shape:
             raise ValueError(f"{type(self).__name__}: expected v and w of one shape, got {tuple(v.shape)} and {tuple(w.shape)}")
         index, _, mask = self._tables(backend.array_module(v))
-        w_ids = exact_one_hot_ids(w)
-        v_ids = None if w_ids is None else exact_one_hot_ids(v)
+        w_ids = exact_one_hot_ids(w) if w_ids is DETECT else w_ids
+        if w_ids is None:
+            v_ids = None  # the backward's O(K) route needs both
+        elif v_ids is DETECT:
+            v_ids = exact_one_hot_ids(v)
         self._saved = (v, w, v_ids, w_ids)
         return weighted_permutation(v, w, index, None if mask is None else mask.astype(w.dtype), w_ids)
 

@@ -42,7 +42,7 @@ class MaskedDense(Module):
         return self.weight.data * self._device_mask()
 
     def forward(self, x):
-        expect_float(self, x, self.weight.data.dtype)
+        expect_float(self, x, like=self.weight.data)
         expect_last_dim(self, x, self.in_features)
         self._saved = x
         y = x @ self._masked_weight()

@@ -7,6 +7,7 @@
 import numpy
 
 from npflows import backend
+from npflows.nn.checks import check_id_range
 
 ONE_HOT, IDS = "one-hot", "ids"
 
@@ -20,9 +21,7 @@ def one_hot(ids, K, dtype=None):
     An id outside [0, K) is a ValueError (it would be an all-zero row, no symbol at all)."""
     if not is_ids(ids):
         raise ValueError(f"one_hot: expected an integer array of ids, got {getattr(ids, 'dtype', type(ids).__name__)}")
-    xp = backend.array_module(ids)
-    if ids.size and bool(((ids < 0) | (ids >= K)).any()):  # one host sync
-        raise ValueError(f"one_hot: expected ids in [0, {K}), got min {int(ids.min())}, max {int(ids.max())}")
+    check_id_range("one_hot", ids, K, noun="ids")
     return one_hot_of_valid_ids(ids, K, dtype)
 
 
@@ -42,10 +41,7 @@ def to_ids(one_hot_array):
 def check_ids(layer, ids, K):
     if ids.ndim != 2:
         raise ValueError(f"{layer}: expected token ids of shape (batch, length), got shape {tuple(ids.shape)}")
-    if ids.size:
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= K:
-            raise ValueError(f"{layer}: expected token ids in [0, {K}), got min {low}, max {high}")
+    check_id_range(layer, ids, K)
 
 
 def check_one_hot(layer, x, K):
@@ -56,8 +52,9 @@ def check_one_hot(layer, x, K):
     xp = backend.array_module(x)
     binary = xp.logical_or(x == 0, x == 1).all()
     rows_sum_to_one = (x.sum(axis=-1) == 1).all()
-    if not bool(binary & rows_sum_to_one):  # one host sync per boundary, never in inner loops
-        raise ValueError(f"{layer}: expected a one-hot array (entries 0/1, one 1 per position), got other values")
+    # on a device checked at the next raise_failed_checks: no host sync here
+    backend.check_later(binary & rows_sum_to_one,
+                        f"{layer}: expected a one-hot array (entries 0/1, one 1 per position), got other values")
 
 
 def representation(layer, x, K):

@@ -33,7 +33,8 @@ class Permute(Module):
                 f"got shape {tuple(getattr(x, 'shape', ()))}"
             )
         xp = backend.array_module(x)
-        return xp.asarray(self.order), xp.asarray(numpy.argsort(self.order))
+        return (backend.cached_copy(self, "order", self.order, xp),
+                backend.cached_copy(self, "inverse", numpy.argsort(self.order), xp))
 
     def forward(self, x):
         order, _ = self._orders(x)

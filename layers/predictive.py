@@ -55,13 +55,16 @@ class PredictiveNetwork(Module):
         if self.second_choice:
             rolled = self._second_choice_logits(logits[..., :self.K])
         else:
-            rolled = xp.concatenate([logits[..., :self.K][..., self._roll], logits[..., self.K:]], axis=-1)
+            roll = backend.cached_copy(self, "roll", self._roll, xp)
+            rolled = xp.concatenate([logits[..., :self.K][..., roll], logits[..., self.K:]], axis=-1)
         gate, probs = None, None
         if self.confidence > 0.0 or (self.target is not None and self.aux_weight):
             probs = nn.softmax(logits[..., :self.K])  # the gate's and the auxiliary loss's
         if self.confidence > 0.0:
             gate = probs.max(axis=-1) < self.confidence  # (B, D)
-            rolled[gate] = 0.0  # the identity: location 0 (and scale 1) by a clear lead
+            # the identity: location 0 (and scale 1) by a clear lead; where, not a boolean-mask
+            # assignment, which would wait for the device to count the gated positions
+            rolled = xp.where(gate[..., None], 0.0, rolled).astype(rolled.dtype, copy=False)
             rolled[..., 0] += gate * self.GATE_LEAD
             if rolled.shape[-1] == 2 * self.K:
                 rolled[..., self.K + 1] += gate * self.GATE_LEAD
@@ -77,7 +80,7 @@ class PredictiveNetwork(Module):
         if self.second_choice:  # piecewise constant in the prediction: no straight-through term
             grad[...] = 0.0
         else:
-            grad[..., self._roll] = grad_rolled[..., :self.K] if gate is None else grad_rolled[..., :self.K] * ~gate[..., None]
+            grad[..., backend.cached_copy(self, "roll", self._roll, xp)] = grad_rolled[..., :self.K] if gate is None else grad_rolled[..., :self.K] * ~gate[..., None]
             grad[..., self.K:] = grad_rolled[..., self.K:] if gate is None else grad_rolled[..., self.K:] * ~gate[..., None]
             if self.ste_weight != 1.0:
                 grad *= self.ste_weight
@@ -102,6 +105,6 @@ class PredictiveNetwork(Module):
 class PredictiveBipartiteFlow(DiscreteBipartiteFlow):
     """DiscreteBipartiteFlow that hands its data-side y to a PredictiveNetwork in the training pass."""
 
-    def _reverse_one_hot(self, y):
+    def _reverse_one_hot(self, y, exact=False):
         self.network.target = y
-        return super()._reverse_one_hot(y)
+        return super()._reverse_one_hot(y, exact)

@@ -50,8 +50,9 @@ class RankTransform:
         """ranks[c] = the rank of class c: the inverse permutation of `order`."""
         return backend.array_module(order).argsort(order, axis=-1)
 
-    def reverse(self, y, logits):
-        """y: (B, D, K) one-hot (or a perturbation of it) -> x with x[..., r] = y[..., order[r]]."""
+    def reverse(self, y, logits, exact=False):
+        """y: (B, D, K) one-hot (or a perturbation of it) -> x with x[..., r] = y[..., order[r]].
+        exact (LocationScale's interface): unused, the gather needs no one-hot detection."""
         order = _order(logits)
         self._saved_ranks = self._ranks(order)
         return backend.array_module(y).take_along_axis(y, order, axis=-1)

@@ -54,6 +54,8 @@ class SoftmaxTemperature(Module):
 class OneHotArgmax(Module):
     """Straight-through argmax.   logits: (..., K) -> one-hot (..., K) in the logits' dtype."""
 
+    exactly_one_hot = True  # forward's output is one_hot(argmax(logits)), ids = the argmax
+
     def __init__(self, temperature=0.1):
         _check_temperature(type(self).__name__, temperature)
         self.temperature = temperature
@@ -77,6 +79,7 @@ class LinearisedArgmax(OneHotArgmax):
     """
 
     offset = None
+    exactly_one_hot = False  # c + softmax is one-hot only at the audit point, up to rounding
 
     def reset(self):
         self.offset = None

@@ -89,7 +89,7 @@ class PrefixTable(Module):
         return xp.where(table_keys[slots] == keys, slots, self.num_keys + positions)
 
     def _check(self, x):
-        expect_float(self, x, self.table.data.dtype)
+        expect_float(self, x, like=self.table.data)
         if x.ndim != 3 or x.shape[1:] != (self.length, self.K):
             raise ValueError(f"PrefixTable: expected input of shape (batch, {self.length}, {self.K}), got {tuple(x.shape)}")
 

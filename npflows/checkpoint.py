@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy
 
+from . import backend
 from .errors import UsageError
 
 FORMAT = "npflows-checkpoint"
@@ -61,7 +62,8 @@ class Checkpoint:
 
 
 def _host(value):
-    return value.get() if type(value).__module__.startswith("cupy") else value
+    """Arrays (host or device) as NumPy arrays; other values as they are."""
+    return backend.to_numpy(value) if hasattr(value, "dtype") else value
 
 
 def _crc32(array):

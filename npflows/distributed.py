@@ -125,32 +125,29 @@ class World:
         equal parts (the caller checks that W divides the batch)."""
         return global_indices.reshape(self.size, -1)[self.rank]
 
-    def use_gpu_buffers(self):
-        """Choose how CuPy buffers reach MPI; called once after the GPU is assigned."""
+    def use_gpu_buffers(self, cuda_aware=None):
+        """Choose how device buffers reach MPI (cuda_aware None: ask MPI); called once after
+        the GPU is assigned."""
         if self.size > 1:
-            self.transport = "cuda-aware" if cuda_aware_mpi() else "pinned-host"
+            self.transport = "cuda-aware" if (cuda_aware_mpi() if cuda_aware is None else cuda_aware) else "pinned-host"
 
     def _through_mpi(self, array, collective):
         """Run `collective(buffer)` on `array`'s memory: directly for NumPy or CUDA-aware MPI,
         else via a pinned host copy (one device->host and one host->device copy)."""
-        if backend.array_module(array) is numpy:
+        if not backend.on_device(array):
             collective(array)
             return array
-        import cupy
-
-        cupy.cuda.get_current_stream().synchronize()  # MPI must not read half-written memory
+        backend.synchronize(array)  # MPI must not read half-written memory
         if self.transport == "cuda-aware":
             collective(array)
             return array
         key = (array.shape, array.dtype.str)
         if key not in self._pinned:
-            import cupyx
-
-            self._pinned[key] = cupyx.empty_pinned(array.shape, array.dtype)
+            self._pinned[key] = backend.empty_pinned(array)
         host = self._pinned[key]
-        array.get(out=host)
+        backend.to_numpy(array, out=host)
         collective(host)
-        array.set(host)
+        backend.copy_to_device(host, out=array)
         return array
 
     def broadcast_(self, array, root=0):
@@ -189,10 +186,11 @@ class World:
             self.comm.Barrier()
 
     def check_consistent(self, array, step):
-        """Raise on every rank if the ranks' copies of `array` differ (crc32 of its bytes)."""
-        checksum = zlib.crc32(numpy.ascontiguousarray(backend.to_numpy(array)))
+        """Raise on every rank if the ranks' copies of `array` differ (crc32 of its bytes); one
+        rank has nothing to compare and copies nothing to the host (returns None)."""
         if self.size == 1:
-            return checksum
+            return None
+        checksum = zlib.crc32(numpy.ascontiguousarray(backend.to_numpy(array)))
         checksums = self.comm.allgather(checksum)
         if len(set(checksums)) != 1:
             listing = ", ".join(f"rank {rank}: {value:08x}" for rank, value in enumerate(checksums))

@@ -57,6 +57,7 @@ class TensorReport:
 class CaseReport:
     name: str
     tensors: list
+    error: Optional[str] = None  # the exception that stopped the case (then it failed)
 
     @property
     def entries(self):
@@ -71,7 +72,7 @@ class CaseReport:
         return max((t.max_rel_error for t in self.tensors), default=0.0)
 
     def passed(self, rtol=RTOL):
-        return bool(self.tensors) and self.max_rel_error < rtol
+        return self.error is None and bool(self.tensors) and self.max_rel_error < rtol
 
     def as_dict(self, rtol=RTOL):
         return {
@@ -80,6 +81,7 @@ class CaseReport:
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
             "passed": self.passed(rtol),
+            "error": self.error,
             "tensors": [vars(t) for t in self.tensors],
         }
 
@@ -119,7 +121,7 @@ def _loss(case, cotangents):
         case.before_forward()
     outputs = flatten(case.module.forward(*case.inputs, **case.options))
     float_outputs = [out for out in outputs if is_float_array(out)]
-    return float(sum(float((out * cot).sum()) for out, cot in zip(float_outputs, cotangents)))
+    return sum(backend.to_host_scalar((out * cot).sum()) for out, cot in zip(float_outputs, cotangents))
 
 
 def _compare(name, analytic, tensor, case, cotangents, rng, loss_scale):
@@ -202,7 +204,10 @@ def run_all(names=None, seed=0, cases=None):
     reports = []
     for offset, name in enumerate(chosen):
         rng = numpy.random.default_rng(seed + offset)
-        reports.append(check_case(name, registry[name](rng), rng))
+        try:
+            reports.append(check_case(name, registry[name](rng), rng))
+        except Exception as error:  # one broken case must not hide the others' results
+            reports.append(CaseReport(name, [], error=f"{type(error).__name__}: {error}"))
     return reports
 
 
@@ -210,6 +215,9 @@ def format_table(reports, rtol=RTOL):
     header = f"{'module':<40} {'entries':>8} {'max abs err':>12} {'max rel err':>12}  result"
     lines = [header, "-" * len(header)]
     for report in reports:
+        if report.error is not None:
+            lines.append(f"{report.name:<40} {'-':>8} {'-':>12} {'-':>12}  ERROR {report.error}")
+            continue
         verdict = "pass" if report.passed(rtol) else "FAIL"
         lines.append(
             f"{report.name:<40} {report.entries:>8d} {report.max_abs_error:>12.3e} "

@@ -142,12 +142,11 @@ class Module:
         return self
 
     def to_device(self, device_name):
-        """Move every parameter to 'cpu' or 'gpu'; returns self."""
+        """Move every parameter to 'cpu', 'gpu' or 'strict' (backend.module_for); returns self."""
         for param in self.parameters():
-            if device_name == "gpu":
-                param.data = backend._cupy().asarray(param.data)
-                param.grad = backend._cupy().asarray(param.grad)
+            if device_name == "cpu":
+                param.data, param.grad = backend.to_numpy(param.data), backend.to_numpy(param.grad)
             else:
-                param.data = backend.to_numpy(param.data)
-                param.grad = backend.to_numpy(param.grad)
+                target = backend.module_for(device_name)
+                param.data, param.grad = target.asarray(param.data), target.asarray(param.grad)
         return self

@@ -5,6 +5,7 @@ npflows.train re-exports SETTINGS and RESUMABLE_CHANGES; docs/distributed.md lis
 import math
 import os
 
+from . import backend
 from .experiment import ConfigError
 
 # Training settings (config keys besides the experiment's own options) and their defaults.
@@ -43,8 +44,8 @@ def validate(config, world):
     if os.path.exists(config["out"]) and not os.path.isdir(config["out"]):
         raise ConfigError(f"train: expected --out to be a run directory (new or existing), got {config['out']!r}, "
                           "which is a file")
-    if config["device"] not in ("cpu", "gpu") or config["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"train: expected device cpu|gpu and dtype float32|float64, "
+    if config["device"] not in backend.DEVICES or config["dtype"] not in ("float32", "float64"):
+        raise ConfigError(f"train: expected device {'|'.join(backend.DEVICES)} and dtype float32|float64, "
                           f"got {config['device']!r} and {config['dtype']!r}")
 
 

@@ -54,6 +54,8 @@ def setup_device(device, dtype, world=None):
     """Select the array device (rank r -> GPU r % count) and the parameter dtype."""
     if device == "gpu":
         distributed.assign_gpu(world or distributed.world())
+    elif device == "strict":  # the test stand-in moves buffers to MPI as a GPU without CUDA-aware MPI would
+        (world or distributed.world()).use_gpu_buffers(cuda_aware=False)
     backend.set_device(device)
     backend.set_default_dtype(dtype)
 
@@ -263,6 +265,7 @@ class _Run:
                 world.check_consistent(self.flat.data, self.step)
             record = {"step": self.step}
             if self._due(config["log_every"]):
+                backend.raise_failed_checks()  # device-side input checks of the steps since the last log
                 total, count = world.sum_scalars([float(backend.to_numpy(loss_sum)), loss_steps])
                 now = time.perf_counter()
                 record.update(loss=total / count, examples_per_second=loss_steps * config["batch_size"] / max(now - last - paused, 1e-9))
@@ -277,6 +280,7 @@ class _Run:
                 self._save()
             paused += time.perf_counter() - tick
         progress.close()
+        backend.raise_failed_checks()
         return self._finish(record, first_step, time.perf_counter() - started) if root else None
 
     def _finish(self, record, first_step, seconds):

@@ -28,6 +28,7 @@ from .argtypes import non_negative_int, open_fraction, positive_int
 
 MODELS = ("flow", "factorized", "lstm")
 DATASETS = ("ptb-dev", "ptb", "text8", "textfile")
+STOP_CHECK_EVERY = 16  # LSTM sampling: steps between host checks for "every row has stopped"
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -65,10 +66,11 @@ class LSTMLanguageModel(Module):
         every row has produced it."""
         xp = backend.array_module(self.output.weight.data)
         rng = numpy.random.default_rng(rng)
+        # all uniforms in one upload (the same values, in the same order, as one draw per step)
+        all_uniforms = xp.asarray(rng.random((length, n, 1)), dtype=self.output.weight.data.dtype)
 
         def draw(position, probs):
-            uniforms = xp.asarray(rng.random((n, 1)), dtype=probs.dtype)
-            return xp.minimum((uniforms >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
+            return xp.minimum((all_uniforms[position] >= xp.cumsum(probs, axis=-1)).sum(axis=-1), self.K - 1)
 
         if carry_state:
             return self.sequential(n, length, draw, stop_id)
@@ -77,7 +79,7 @@ class LSTMLanguageModel(Module):
             prefix = xp.concatenate([xp.full((n, 1), self.K, xp.int64), ids[:, :t]], axis=1)
             top = self.lstm.forward(self.embedding.weight.data[prefix])[0][:, -1]
             ids[:, t] = draw(t, nn.softmax(top @ self.output.weight.data + self.output.bias.data))
-            if _every_row_stopped(ids[:, :t + 1], stop_id):
+            if _every_row_stopped(ids, t, stop_id):
                 break
         return ids
 
@@ -85,21 +87,25 @@ class LSTMLanguageModel(Module):
         """(n, length) int64 ids, one LSTM step per position (state carried): `choose(t, probs)`
         -> (n,) ids of position t given probs (n, K). Sampling and the entropy coder
         (runners/compress.py) walk here alike, so encoder and decoder see the same probabilities.
-        stop_id: stop once every row has produced it (the rest stays 0)."""
+        stop_id: stop once every row has produced it (checked every STOP_CHECK_EVERY steps: what
+        follows a row's stop symbol is not part of it)."""
         xp = backend.array_module(self.output.weight.data)
         ids = xp.full((n, length), 0, dtype=xp.int64)
         previous, state = xp.full((n,), self.K, dtype=xp.int64), None
         for t in range(length):
             top, state = self.lstm.step(self.embedding.weight.data[previous], state)
             previous = ids[:, t] = choose(t, nn.softmax(top @ self.output.weight.data + self.output.bias.data))
-            if _every_row_stopped(ids[:, :t + 1], stop_id):
+            if _every_row_stopped(ids, t, stop_id):
                 break
         return ids
 
 
-def _every_row_stopped(ids, stop_id):
-    """True once every row of ids (n, t) holds stop_id (never when stop_id is None)."""
-    return stop_id is not None and bool((ids == stop_id).any(axis=1).all())
+def _every_row_stopped(ids, t, stop_id):
+    """True once every row of ids[:, :t + 1] holds stop_id; asked of the device (a host
+    synchronisation) only every STOP_CHECK_EVERY steps, never when stop_id is None."""
+    if stop_id is None or (t + 1) % STOP_CHECK_EVERY:
+        return False
+    return bool(backend.to_host_scalar((ids[:, :t + 1] == stop_id).any(axis=1).all()))
 
 
 def hierarchical_step(index, length):

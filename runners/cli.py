@@ -47,8 +47,8 @@ def _device_options(dtype=True):
     """--device/--dtype, accepted before and after the subcommand (SUPPRESS: a flag given
     before the subcommand is not overwritten by the subcommand's default)."""
     parent = _Parser(add_help=False)
-    parent.add_argument("--device", choices=("cpu", "gpu"), default=argparse.SUPPRESS,
-                        help="array device (default: $NPFLOWS_DEVICE or cpu)")
+    parent.add_argument("--device", choices=("cpu", "gpu", "strict"), default=argparse.SUPPRESS,
+                        help="array device (default: $NPFLOWS_DEVICE or cpu; strict: the tests' CPU stand-in for a GPU)")
     if dtype:
         parent.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
                             help="parameter dtype (train default float32; evaluate/sample: the run's)")
@@ -236,6 +236,7 @@ def _restore(args):
 def cmd_evaluate(args):
     state, experiment, model = _restore(args)
     metrics = {name: float(value) for name, value in experiment.evaluate(model).items()}
+    _raise_failed_device_checks()
     if args.split:
         splits = sorted({name.split("_")[0] for name in metrics})
         if args.split not in splits:
@@ -249,7 +250,9 @@ def cmd_sample(args):
     import numpy
 
     _, experiment, model = _restore(args)
-    print(experiment.sample(model, args.num_samples, numpy.random.default_rng(args.seed)))
+    samples = experiment.sample(model, args.num_samples, numpy.random.default_rng(args.seed))
+    _raise_failed_device_checks()
+    print(samples)
     return 0
 
 
@@ -285,6 +288,13 @@ def cmd_decompress(args):
     state, experiment, model = _restore(args)
     print(json.dumps(compress.decompress(state, experiment, model, header, words, args.output, args.checkpoint)))
     return 0
+
+
+def _raise_failed_device_checks():
+    """Input checks that a device deferred (backend.check_later) fail here, before any output."""
+    from npflows import backend
+
+    backend.raise_failed_checks()
 
 
 def main(argv=None):

@@ -6,6 +6,8 @@ import time
 
 import numpy
 
+from npflows import backend
+
 from . import reproduce
 from .mog import BOUND, MODELS, entropy, model_table, true_probability_table
 
@@ -59,7 +61,7 @@ def reproduce_figure2(options):
         if result is None:
             continue
         path = os.path.join(variant_out, "checkpoint.h5")
-        _, trained = train.restore(registry.resolve("mog"), checkpoint.load(path), path, getattr(options, "device", None) or "cpu")
+        _, trained = train.restore(registry.resolve("mog"), checkpoint.load(path), path, backend.device())
         panels.append((f"{titles[model]}\nheld-out NLL {result['eval']['heldout_nll']:.3f} nats", model_table(trained)))
         entries.append({"setting": "MoG 90x90", "model": titles[model], "paper": None, "ours": result["eval"]["heldout_nll"],
                         "metrics": {**result["eval"], "wall_seconds": result["wall_seconds"]}})

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from npflows import distributed, train
+from npflows import backend, distributed, train
 
 REPRODUCTIONS = {
     "table1": "runners.table1:reproduce_table1",
@@ -82,7 +82,7 @@ def train_variant(experiment, out, options, *, steps, batch_size, stream=None, *
     config.update(settings)
     config.update(_overrides(options, config))
     config.update(experiment=experiment, steps=steps, batch_size=batch_size, out=out, seed=options.seed,
-                  device=getattr(options, "device", None) or "cpu", dtype=getattr(options, "dtype", None) or "float32")
+                  device=backend.device(), dtype=getattr(options, "dtype", None) or "float32")
     resume = bool(options.resume) and os.path.exists(os.path.join(out, "checkpoint.h5"))
     if is_root():
         print(f"reproduce: {experiment} -> {out}", file=stream or sys.stdout, flush=True)

@@ -1,7 +1,7 @@
 """Audit cases: LayerNorm, Dropout, MultiHeadAttention, TransformerBlock, Transformer."""
 import numpy
 
-from .. import nn
+from .. import backend, nn
 from ..gradcheck import Case, register
 from ..nn.dropout import reseed_all
 
@@ -15,7 +15,7 @@ def _size(rng, low=1, high=4):
 def _randomise(module, rng, std=0.5):
     """Random parameters everywhere (zero biases and unit gains would hide terms of the backward)."""
     for param in module.parameters():
-        param.data[...] = param.data + std * rng.standard_normal(param.shape)
+        param.data += std * backend.asarray(rng.standard_normal(param.shape))
     return module
 
 
@@ -51,7 +51,9 @@ def _seed_keeping_every_position(model, shape, rng):
     while True:
         seed = int(rng.integers(2**31))
         reseed_all(model, seed)  # the embedding dropout's first draw is the one forward makes
-        if (model.embedding_dropout.forward(numpy.ones(shape)) != 0).any(axis=-1).all():
+        # drawn on the parameters' device: its mask stream is the one forward will use there
+        ones = backend.array_module(model.position.data).ones(shape)
+        if backend.to_host_scalar((model.embedding_dropout.forward(ones) != 0).any(axis=-1).all()):
             return seed
 
 

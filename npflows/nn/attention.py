@@ -1,4 +1,6 @@
 """Multi-head scaled dot-product self-attention with one fused Q/K/V GEMM."""
+import functools
+
 import numpy
 
 from .. import backend, init
@@ -14,6 +16,7 @@ from .dropout import Dropout
 MASKED_SCORE = -1e9
 
 
+@functools.lru_cache(maxsize=8)  # built once per (device, length, dtype), not every forward; read only
 def causal_bias(xp, length, dtype):
     """(T, T): 0 where key j <= query i, MASKED_SCORE where j > i."""
     return xp.triu(xp.full((length, length), MASKED_SCORE, dtype=dtype), k=1)
@@ -53,7 +56,7 @@ class MultiHeadAttention(Module):
         self._cache = None
 
     def _check(self, x, padding_mask):
-        expect_float(self, x, self.qkv.weight.data.dtype)
+        expect_float(self, x, like=self.qkv.weight.data)
         expect_ndim(self, x, 3, "(B, T, d_model)")
         expect_last_dim(self, x, self.d_model)
         if padding_mask is not None and tuple(padding_mask.shape) != tuple(x.shape[:2]):

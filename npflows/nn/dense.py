@@ -15,7 +15,7 @@ class Dense(Module):
         self.bias = init.constant((out_features,), 0.0, dtype) if bias else None
 
     def forward(self, x):
-        expect_float(self, x, self.weight.data.dtype)
+        expect_float(self, x, like=self.weight.data)
         expect_last_dim(self, x, self.in_features)
         self._saved = x
         y = x @ self.weight.data

@@ -12,7 +12,7 @@ class Embedding(Module):
         self.weight = init.normal(rng, (num_embeddings, dim), 1.0 / dim**0.5, dtype)
 
     def forward(self, ids):
-        expect_ids(self, ids, self.num_embeddings)
+        expect_ids(self, ids, self.num_embeddings, like=self.weight.data)
         self._saved = ids
         return self.weight.data[ids]
 

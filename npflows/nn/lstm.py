@@ -8,6 +8,7 @@ import numpy
 
 from .. import backend, init
 from ..module import Module
+from . import lstm_fused
 from .checks import expect_float, expect_last_dim, expect_ndim
 
 
@@ -21,7 +22,12 @@ def _sigmoid_(z):
 
 
 class _LSTMLayer(Module):
-    """One LSTM layer, time-major.   x: (T, B, I), h0, c0: (B, H) -> hs, cs: (T+1, B, H)."""
+    """One LSTM layer, time-major.   x: (T, B, I), h0, c0: (B, H) -> hs, cs: (T+1, B, H).
+
+    fused: None runs the fused-kernel path (lstm_fused.py) on a device and the in-place NumPy
+    code below on the CPU; True/False force one (True on the CPU: the audit of the device math)."""
+
+    fused = None
 
     def __init__(self, input_size, hidden_size, rng, dtype):
         bound = 1.0 / numpy.sqrt(hidden_size)
@@ -49,8 +55,15 @@ class _LSTMLayer(Module):
         xp.tanh(c_out, out=h_out)  # (L4)
         h_out *= o
 
+    def _use_fused(self, xp):
+        return xp is not numpy if self.fused is None else self.fused
+
     def forward(self, x, h0, c0):
         xp = backend.array_module(x)
+        if self._use_fused(xp):
+            gates, hs, cs = lstm_fused.forward(self, x, h0, c0)
+            self._saved = (x, gates, hs, cs)
+            return hs, cs
         steps, batch, features = x.shape
         size = h0.shape[-1]
         gates = xp.empty((steps, batch, 4 * size), dtype=x.dtype)
@@ -76,7 +89,9 @@ class _LSTMLayer(Module):
 
     def backward(self, grad_hs, grad_h_last, grad_c_last):
         # docs/gradients.md#lstm, eqs. (L5)-(L12)
-        x, gates, hs, cs = self._take_saved()  # consumed: `gates` is overwritten below by its own gradient
+        x, gates, hs, cs = saved = self._take_saved()  # consumed: `gates` is overwritten below by its own gradient
+        if gates.ndim == 4:  # forward ran the fused path: (4, T, B, H) gates
+            return lstm_fused.backward(self, saved, grad_hs, grad_h_last, grad_c_last)
         xp = backend.array_module(x)
         steps, batch, features = x.shape
         size = hs.shape[-1]
@@ -139,15 +154,19 @@ class LSTM(Module):
     (grad_x, (grad_h0, grad_c0)) when forward was given a state; grad_final_state is None or
     (grad_h_T, grad_c_T), either of which may be None (zero). backward consumes what forward
     saved (the gate buffer is reused for the gate gradients): one backward per forward.
+    fused: None (one fused kernel per time step on a device, in-place NumPy on the CPU),
+    True or False (force one path; see npflows/nn/lstm_fused.py).
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, rng=None, dtype=None):
+    def __init__(self, input_size, hidden_size, num_layers=1, rng=None, dtype=None, fused=None):
         if num_layers < 1:
             raise ValueError(f"LSTM: expected num_layers >= 1, got {num_layers}")
         rng = init.as_generator(rng)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
         self.layers = [_LSTMLayer(size, hidden_size, rng, dtype) for size in sizes]
+        for layer in self.layers:
+            layer.fused = fused
 
     @property
     def dtype(self):
@@ -160,13 +179,13 @@ class LSTM(Module):
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise ValueError(f"LSTM: expected state (h0, c0), got {type(state).__name__}")
         for name, part in zip(("h0", "c0"), state):
-            expect_float(self, part, dtype)
+            expect_float(self, part, like=self.layers[0].weight_x.data)
             if tuple(part.shape) != shape:
                 raise ValueError(f"LSTM: expected {name} of shape (L, B, H) = {shape}, got {tuple(part.shape)}")
         return state
 
     def forward(self, x, state=None):
-        expect_float(self, x, self.dtype)
+        expect_float(self, x, like=self.layers[0].weight_x.data)
         expect_ndim(self, x, 3, "(B, T, I)")
         expect_last_dim(self, x, self.input_size)
         xp = backend.array_module(x)
@@ -206,7 +225,7 @@ class LSTM(Module):
         Runs the same `cell` as forward, so T calls reproduce forward's outputs and final
         state; only the GEMMs see other shapes (B rows instead of T*B, row- instead of
         column-major), which can change BLAS's summation order by a few ulps."""
-        expect_float(self, x_t, self.dtype)
+        expect_float(self, x_t, like=self.layers[0].weight_x.data)
         expect_ndim(self, x_t, 2, "(B, I)")
         expect_last_dim(self, x_t, self.input_size)
         xp = backend.array_module(x_t)

@@ -24,7 +24,7 @@ class LayerNorm(Module):
         return x_hat * self.gain.data + self.bias.data, x_hat, rstd
 
     def forward(self, x):
-        expect_float(self, x, self.gain.data.dtype)
+        expect_float(self, x, like=self.gain.data)
         expect_last_dim(self, x, self.dim)
         y, x_hat, rstd = self.normalise(x)
         self._saved = (x_hat, rstd)

@@ -89,7 +89,7 @@ class Transformer(Module):
         return self.d_model if self.in_features is None else self.in_features
 
     def forward(self, x, padding_mask=None):
-        expect_float(self, x, self.position.data.dtype)
+        expect_float(self, x, like=self.position.data)
         expect_ndim(self, x, 3, f"(B, T, {self.width})")
         if x.shape[-1] != self.width:
             raise ValueError(f"Transformer: expected last dimension {self.width}, got shape {tuple(x.shape)}")
@@ -141,7 +141,7 @@ class Transformer(Module):
             raise ValueError(f"Transformer: expected step input of shape {expected}, got {tuple(x_t.shape)}")
         if self._position_t >= self.max_length:
             raise ValueError(f"Transformer: expected at most max_length {self.max_length} steps, got one more")
-        expect_float(self, x_t, self.position.data.dtype)
+        expect_float(self, x_t, like=self.position.data)
         h = x_t if self.input is None else x_t @ self.input.weight.data + self.input.bias.data
         h = h + self.position.data[self._position_t]
         for block in self.blocks:

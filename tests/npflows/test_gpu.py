@@ -3,8 +3,6 @@
 Marked `gpu` and skipped without CuPy and a CUDA device; benchmarks/gpu_check.sh runs them as
 `NPFLOWS_DEVICE=gpu python -m pytest -q -m gpu tests/npflows/test_gpu.py`.
 """
-import contextlib
-
 import numpy
 import pytest
 from hypothesis import given
@@ -12,6 +10,7 @@ from hypothesis import strategies as st
 
 import layers
 from npflows import backend, nn
+from tests.fixtures.devices import on_device
 
 F64 = numpy.float64
 
@@ -26,17 +25,6 @@ def _gpu_available():
 
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")]
-
-
-@contextlib.contextmanager
-def on_device(name):
-    """New parameters and backend.asarray land on `name`; the previous device is restored."""
-    before = backend.device()
-    backend.set_device(name)
-    try:
-        yield
-    finally:
-        backend.set_device(before)
 
 
 def is_cupy(array):

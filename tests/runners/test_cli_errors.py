@@ -76,7 +76,7 @@ def test_an_unknown_npflows_device_is_one_line(data, monkeypatch):
     monkeypatch.setenv("NPFLOWS_DEVICE", "tpu")
     monkeypatch.setitem(backend._state, "device", None)  # as in a fresh process: read the variable
     assert_usage_error(train_charlm(data / "run", "--data-path", data / "ptb"),
-                       "backend: expected NPFLOWS_DEVICE in ('cpu', 'gpu'), got 'tpu'")
+                       "backend: expected NPFLOWS_DEVICE in ('cpu', 'gpu', 'strict'), got 'tpu'")
 
 
 def test_gradcheck_of_an_unknown_case_is_one_line():
