@@ -34,7 +34,9 @@ class Experiment:
       on resume; deterministic experiments ignore it.
     - `evaluate(model) -> dict` of float metrics (rank 0 only, model in eval mode).
     - `sample(model, num_samples, rng)` -> anything printable (`npflows sample`).
-    Optional hooks: `build_optimizer(flat)` (default Adam with config 'lr', 1e-3; must wrap
+    Optional hooks: `initialise(model)` (data-dependent starting values, e.g. a base set to the
+    data's frequencies: called for a fresh run only, never when a checkpoint supplies the
+    parameters, so evaluate/sample/resume do not redo it), `build_optimizer(flat)` (default Adam with config 'lr', 1e-3; must wrap
     the given FlatParameters), `learning_rate(step)` (None: the optimiser's lr; a schedule
     takes its horizon from `self.schedule_steps`, never from config 'steps'), `max_grad_norm`
     (default config 'max_grad_norm'; global-norm clipping after the Allreduce) and
@@ -51,6 +53,9 @@ class Experiment:
 
     def build_model(self, rng):
         raise NotImplementedError(f"{type(self).__name__}.build_model")
+
+    def initialise(self, model):
+        """Data-dependent starting values of a fresh run's model (in place); default none."""
 
     @property
     def train_examples(self):

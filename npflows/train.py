@@ -107,6 +107,8 @@ class _Run:
         init_rng, self.rank_rng = random_streams(config["seed"], world.rank)
         try:  # module and optimiser constructors check their arguments (sizes, lr) in the house pattern
             self.model = self.experiment.build_model(init_rng).train()
+            if state is None:  # a checkpoint's parameters replace whatever initialise would set
+                self.experiment.initialise(self.model)
             self.flat = optim.FlatParameters(self.model.parameters())
             self.optimizer = self.experiment.build_optimizer(self.flat)
         except ValueError as error:

@@ -287,11 +287,15 @@ class CharLM(Experiment):
         if rank and options.get("rank_init", "prior") == "prior":  # start from the unigram prediction: frequency ranks
             counts = numpy.bincount(self.train_split.tokens.ravel(), minlength=self.K) + 0.5
             options["prior_logits"] = numpy.log(counts / counts.sum())
-        flow_model = build_flow_model(self.K, self.length, options, rng)
-        if config.get("base_init", "empirical") == "empirical":
-            log_frequencies = self._base_side_log_frequencies(flow_model) if "prior_logits" in options else self.log_frequencies
-            flow_model.base.logits.data[...] = backend.asarray(log_frequencies, dtype=flow_model.base.logits.data.dtype)
-        return flow_model
+        return build_flow_model(self.K, self.length, options, rng)
+
+    def initialise(self, model):
+        """The base at the training data's frequencies on its side of the flows (empirical base)."""
+        if isinstance(model, LSTMLanguageModel) or self.config.get("base_init", "empirical") != "empirical":
+            return
+        rank_prior = self.config.get("coupling", "location-scale") == "rank" and self.config.get("rank_init", "prior") == "prior"
+        log_frequencies = self._base_side_log_frequencies(model) if rank_prior else self.log_frequencies
+        model.base.logits.data[...] = backend.asarray(log_frequencies, dtype=model.base.logits.data.dtype)
 
     def _base_side_log_frequencies(self, flow_model, chunk=128, rows=1024):
         """(L, K) log frequencies (add-1/2) of the first `rows` training rows pushed through the initial flows."""

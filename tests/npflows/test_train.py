@@ -64,6 +64,22 @@ def test_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path):
     assert [line["step"] for line in lines] == [5, 10, 15, 20]
 
 
+class _CountingInitialise(TinyClassifier):
+    calls = []
+
+    def initialise(self, model):
+        type(self).calls.append(self.config["steps"])
+
+
+def test_data_dependent_initialisation_runs_for_a_fresh_run_only(tmp_path):
+    # charlm's pushes 1024 rows through the flows: on restore its result was thrown away (27 s)
+    _CountingInitialise.calls.clear()
+    train.train(_CountingInitialise, _config(tmp_path / "run", steps=10), stream=io.StringIO())
+    train.train(_CountingInitialise, _config(tmp_path / "run", steps=20), resume=True, stream=io.StringIO())
+    train.restore(_CountingInitialise, checkpoint.load(tmp_path / "run" / "checkpoint.h5"), tmp_path / "run")
+    assert _CountingInitialise.calls == [10]
+
+
 def test_resume_drops_metrics_lines_the_checkpoint_does_not_cover(tmp_path):
     _run(tmp_path, steps=10, checkpoint_every=5, eval_every=0)
     with open(tmp_path / "metrics.jsonl", "a") as handle:  # as if killed after logging step 12
