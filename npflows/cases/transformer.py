@@ -12,7 +12,7 @@ def _size(rng, low=1, high=4):
     return int(rng.integers(low, high + 1))
 
 
-def _randomise(module, rng, std=0.5):
+def randomise(module, rng, std=0.5):
     """Random parameters everywhere (zero biases and unit gains would hide terms of the backward)."""
     for param in module.parameters():
         param.data += std * backend.asarray(rng.standard_normal(param.shape))
@@ -36,7 +36,7 @@ def _padding_mask(rng, batch, length):
 def _attention(rng, causal, padded):
     heads, head_dim = _size(rng, 1, 3), _size(rng, 1, 3)
     batch, length = _size(rng, 1, 3), _size(rng, 2, 5)
-    module = _randomise(nn.MultiHeadAttention(heads * head_dim, heads, causal=causal, rng=rng, dtype=F64), rng)
+    module = randomise(nn.MultiHeadAttention(heads * head_dim, heads, causal=causal, rng=rng, dtype=F64), rng)
     options = {"padding_mask": _padding_mask(rng, batch, length)} if padded else {}
     return Case(module, (rng.standard_normal((batch, length, heads * head_dim)),), options)
 
@@ -60,7 +60,7 @@ def _seed_keeping_every_position(model, shape, rng):
 @register("LayerNorm")
 def layer_norm(rng):
     dim = _size(rng, 4, 6)  # see _heads
-    module = _randomise(nn.LayerNorm(dim, dtype=F64), rng)
+    module = randomise(nn.LayerNorm(dim, dtype=F64), rng)
     return Case(module, (2 * rng.standard_normal((_size(rng), _size(rng), dim)) + 1,))
 
 
@@ -91,7 +91,7 @@ def transformer_block(rng):
     heads, head_dim = _heads(rng)
     d_model = heads * head_dim
     block = nn.TransformerBlock(d_model, heads, _size(rng, 4, 8), activation="gelu", rng=rng, dtype=F64)
-    return Case(_randomise(block, rng), (rng.standard_normal((_size(rng, 1, 3), _size(rng, 2, 4), d_model)),))
+    return Case(randomise(block, rng), (rng.standard_normal((_size(rng, 1, 3), _size(rng, 2, 4), d_model)),))
 
 
 @register("Transformer(causal, in/out projections)")
@@ -103,7 +103,7 @@ def transformer_causal(rng):
         in_features=in_features, out_features=out_features, rng=rng, dtype=F64,
     )
     one_hot = numpy.eye(in_features)[rng.integers(0, in_features, size=(_size(rng, 1, 3), length))]
-    return Case(_randomise(model, rng), (one_hot,))
+    return Case(randomise(model, rng), (one_hot,))
 
 
 @register("Transformer(full, padding, dropout)")
@@ -117,6 +117,6 @@ def transformer_padding_dropout(rng):
     )
     seed = _seed_keeping_every_position(model, (batch, length, d_model), rng)
     return Case(
-        _randomise(model, rng), (rng.standard_normal((batch, length, d_model)),),
+        randomise(model, rng), (rng.standard_normal((batch, length, d_model)),),
         {"padding_mask": _padding_mask(rng, batch, length)}, before_forward=lambda: reseed_all(model, seed),
     )
