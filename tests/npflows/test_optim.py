@@ -85,3 +85,47 @@ def test_state_with_a_missing_or_misshapen_buffer_is_refused(kind, name):
         optimizer.load_state_dict({key: value for key, value in state.items() if key != name})
     with pytest.raises(ValueError, match=f"{kind}: expected state '{name}' of shape \\(6,\\), got \\(1,\\)"):
         optimizer.load_state_dict({**state, name: numpy.ones(1)})  # would broadcast into every entry
+
+
+def _flat_with_gradients(rng, shapes, scale, dtype=numpy.float64):
+    flat = optim.FlatParameters([Parameter(numpy.zeros(shape, dtype)) for shape in shapes])
+    for param in flat.params:  # through the parameters' views, as the modules' backward writes them
+        param.grad[...] = scale * rng.standard_normal(param.grad.shape)
+    return flat
+
+
+def _norm_over_parameters(flat):
+    return numpy.sqrt(sum(float((param.grad.astype(numpy.float64) ** 2).sum()) for param in flat.params))
+
+
+SHAPES = st.lists(st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), min_size=1, max_size=4)
+
+
+@given(seed=st.integers(0, 2**31), shapes=SHAPES, scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_global_norm_is_the_l2_norm_over_every_parameter(seed, shapes, scale):
+    flat = _flat_with_gradients(numpy.random.default_rng(seed), shapes, scale)
+    # float64 sums of the same squares in another order: a few ulps apart
+    numpy.testing.assert_allclose(float(optim.global_norm(flat)), _norm_over_parameters(flat), rtol=1e-12)
+
+
+@given(seed=st.integers(0, 2**31), shapes=SHAPES, ratio=st.sampled_from([0.01, 0.3, 0.9]))
+def test_clip_grad_norm_rescales_every_gradient_to_max_norm_and_returns_the_norm_before(seed, shapes, ratio):
+    flat = _flat_with_gradients(numpy.random.default_rng(seed), shapes, 1.0)
+    before, norm_before = flat.grad.copy(), _norm_over_parameters(flat)
+    max_norm = ratio * norm_before
+    returned = optim.clip_grad_norm(flat, max_norm)
+    numpy.testing.assert_allclose(float(returned), norm_before, rtol=1e-12)
+    # one common factor max_norm / (norm + 1e-12): the direction is kept, the norm is max_norm
+    # up to the 1e-12 guard (relative 1e-12 / norm; norms here are >= ~0.1)
+    numpy.testing.assert_allclose(flat.grad, before * (max_norm / norm_before), rtol=1e-10)
+    numpy.testing.assert_allclose(_norm_over_parameters(flat), max_norm, rtol=1e-10)
+
+
+@given(seed=st.integers(0, 2**31), shapes=SHAPES, ratio=st.sampled_from([1.01, 2.0, 1e6]))
+def test_clip_grad_norm_leaves_gradients_under_max_norm_exactly_unchanged(seed, shapes, ratio):
+    flat = _flat_with_gradients(numpy.random.default_rng(seed), shapes, 1.0, numpy.float32)
+    before = flat.grad.copy()
+    returned = optim.clip_grad_norm(flat, ratio * _norm_over_parameters(flat))
+    numpy.testing.assert_array_equal(flat.grad, before)  # the factor is exactly 1.0
+    assert flat.grad.dtype == numpy.float32
+    numpy.testing.assert_allclose(float(returned), _norm_over_parameters(flat), rtol=1e-6)  # float32 sum
