@@ -1,7 +1,7 @@
 """Every flow-layer audit case (layers/cases.py) passes the float64 finite-difference audit; the audit has teeth."""
 import numpy
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
@@ -10,6 +10,7 @@ from layers.cases import Audited, linearise
 from npflows import gradcheck
 from npflows.gradcheck import Case
 from tests.fixtures.audit import entries_per_tensor
+from tests.fixtures.hypothesis_profiles import examples
 from runners import cli
 
 LAYER_CASES = sorted(name for name, build in gradcheck.CASES.items() if build.__module__ == "layers.cases")
@@ -24,7 +25,7 @@ def test_every_flow_op_has_an_audit_case():
 
 
 @pytest.mark.parametrize("name", LAYER_CASES)
-@settings(max_examples=3)
+@examples(3)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_backward_matches_finite_differences(name, seed):
     rng = numpy.random.default_rng(seed)

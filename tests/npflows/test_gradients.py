@@ -1,13 +1,14 @@
 """Every registered npflows module passes the float64 finite-difference audit, over random shapes."""
 import numpy
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import npflows.cases  # noqa: F401  (registers the cases)
 from npflows import gradcheck
 from npflows.gradcheck import Case
 from tests.fixtures.audit import entries_per_tensor
+from tests.fixtures.hypothesis_profiles import examples
 from npflows.module import Module
 
 # the engine's own cases (tests/layers audits the flow ops; collection order must not matter)
@@ -15,7 +16,7 @@ ENGINE_CASES = sorted(name for name, build in gradcheck.CASES.items() if build._
 
 
 @pytest.mark.parametrize("name", ENGINE_CASES)
-@settings(max_examples=4)
+@examples(4)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_backward_matches_finite_differences(name, seed):
     rng = numpy.random.default_rng(seed)
