@@ -16,6 +16,7 @@ setup(
         "gpu": ["cupy-cuda13x"],
         "gpu-cuda13": ["cupy-cuda13x"],
         "gpu-cuda12": ["cupy-cuda12x"],
+        "mutation": ["mutmut==3.8.1"],  # docs/reliability.md#mutation-testing
     },
     entry_points={"console_scripts": ["npflows=runners.cli:main"]},
 )
