@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from flow_builders import Ks, seeds
 from layers import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
+from layers.straight_through import LinearisedArgmax
 
 temperatures = st.sampled_from([0.05, 0.1, 0.5, 1.0, 2.0])
 
@@ -66,6 +67,34 @@ def test_straight_through_backward_equals_the_audited_softmax_temperature_backwa
     numpy.testing.assert_array_equal(straight_through.backward(grad), relaxed.backward(grad))
 
 
-def test_temperature_must_be_positive():
-    with pytest.raises(ValueError, match="OneHotArgmax: expected a temperature > 0, got 0"):
-        OneHotArgmax(0)
+@pytest.mark.parametrize("layer", [OneHotArgmax, SoftmaxTemperature, LinearisedArgmax])
+def test_temperature_must_be_positive(layer):
+    with pytest.raises(ValueError, match=f"^{layer.__name__}: expected a temperature > 0, got 0$"):
+        layer(0)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_one_hot_is_in_the_logits_dtype(dtype):
+    logits = numpy.random.default_rng(0).standard_normal((3, 5)).astype(dtype)
+    assert OneHotArgmax().forward(logits).dtype == dtype
+
+
+def test_the_default_temperature_is_the_papers_0_1():
+    """Tran et al. use tau = 0.1; every default (layer, functional form) must give its Jacobian."""
+    rng = numpy.random.default_rng(0)
+    logits, grad = rng.standard_normal((2, 4, 6))
+    expected = numpy.stack([_softmax_temperature_jacobian(row, 0.1).T @ g for row, g in zip(logits, grad)])
+    one_hot, backward = one_hot_argmax(logits)
+    for op in (OneHotArgmax(), SoftmaxTemperature()):
+        op.forward(logits)
+        numpy.testing.assert_allclose(op.backward(grad), expected, rtol=0, atol=1e-11)
+    numpy.testing.assert_allclose(backward(grad), expected, rtol=0, atol=1e-11)
+
+
+@given(K=Ks, seed=seeds, temperature=temperatures)
+def test_linearised_argmax_equals_the_one_hot_at_the_audit_point(K, seed, temperature):
+    """The audit surrogate's value at its first call is the flow's (offset + softmax = one-hot)."""
+    logits = numpy.random.default_rng(seed).standard_normal((4, K))
+    surrogate = LinearisedArgmax(temperature)
+    # (one_hot - p) + p: exact up to one rounding of entries <= 1
+    numpy.testing.assert_allclose(surrogate.forward(logits), OneHotArgmax(temperature).forward(logits), rtol=0, atol=1e-15)
