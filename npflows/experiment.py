@@ -27,6 +27,12 @@ class Experiment:
     - `train_examples`: host NumPy array (N, ...) or a tuple/list/dict of such arrays sharing N.
       The loop indexes it with each rank's shard of the global batch, moves the shard to the
       device (floating arrays cast to the training dtype) and passes it on as `batch`.
+    - `streamed_examples(step, global_batch)` (optional): instead of `train_examples`, a fresh
+      global batch for every step, in train_examples' form. It must be a pure function of the
+      config and `step` (seed the draw from them, keep no generator state): every rank draws
+      the same global batch and takes its shard, so W ranks train what one rank trains, and a
+      resumed run continues the same stream with nothing to checkpoint. `streams_examples`
+      (property, default False) says which of the two the loop uses.
     - `loss_and_backward(model, batch, rng) -> loss`: forward and backward on this shard,
       ADDING into the parameters' grads (they are zero on entry); returns the MEAN loss over
       the shard (scalar, any array module). Averaging these means over ranks gives the global
@@ -60,6 +66,13 @@ class Experiment:
     @property
     def train_examples(self):
         raise NotImplementedError(f"{type(self).__name__}.train_examples")
+
+    @property
+    def streams_examples(self):
+        return False
+
+    def streamed_examples(self, step, global_batch):
+        raise NotImplementedError(f"{type(self).__name__}.streamed_examples")
 
     def loss_and_backward(self, model, batch, rng):
         raise NotImplementedError(f"{type(self).__name__}.loss_and_backward")

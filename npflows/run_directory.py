@@ -105,7 +105,7 @@ class Progress:
 
     def report(self, record):
         self.directory.append_metrics(record)
-        shown = {key: value for key, value in record.items() if key not in ("step", "wall_seconds")}
+        shown = {key: value for key, value in record.items() if key not in ("step", "wall_seconds", "train_seconds")}
         if self.bar is not None:
             self.bar.set_postfix({key: f"{value:.4g}" for key, value in shown.items()}, refresh=False)
             return

@@ -117,9 +117,9 @@ class _Run:
             raise ConfigError(f"{type(self.experiment).__name__}.build_optimizer: expected an optimiser "
                               "over the FlatParameters it was given (its .flat), got another")
         world.broadcast_(self.flat.data)
-        self.examples = self.experiment.train_examples
-        self.num_examples = _num_examples(self.examples)
-        if self.num_examples < 1:
+        self.examples = None if self.experiment.streams_examples else self.experiment.train_examples
+        self.num_examples = None if self.examples is None else _num_examples(self.examples)
+        if self.num_examples is not None and self.num_examples < 1:
             raise ConfigError(f"{type(self.experiment).__name__}.train_examples: expected at least one example, got 0")
         self.step, self.position, self.saved_step, self.fingerprint = 0, 0, None, None
         if world.is_root:
@@ -190,8 +190,12 @@ class _Run:
 
     def _train_step(self):
         global_batch = self.config["batch_size"]
-        indices = distributed.global_batch_indices(self.config["seed"], self.num_examples, self.position, global_batch)
-        batch = _take(self.examples, self.world.shard(indices))
+        if self.examples is None:
+            examples, indices = self.experiment.streamed_examples(self.step, global_batch), numpy.arange(global_batch)
+        else:
+            examples = self.examples
+            indices = distributed.global_batch_indices(self.config["seed"], self.num_examples, self.position, global_batch)
+        batch = _take(examples, self.world.shard(indices))
         self.flat.zero_grad()
         loss = self.experiment.loss_and_backward(self.model, batch, self.rank_rng)
         # the parameters checked are those this step starts from: an update that breaks them is
@@ -257,7 +261,7 @@ class _Run:
                 self.directory.start_metrics()
         progress = Progress(root, config["steps"], self.step, self.stream, self.directory)
         started = last = time.perf_counter()
-        paused = 0.0  # seconds in evaluation and checkpoints, left out of examples/s
+        paused = paused_total = 0.0  # seconds in evaluation and checkpoints, left out of examples/s and train_seconds
         first_step, loss_sum, loss_steps, record = self.step, 0.0, 0, {}
         while self.step < config["steps"]:
             loss_sum = loss_sum + self._train_step()
@@ -277,10 +281,12 @@ class _Run:
                 record.update(self._evaluate())
             if len(record) > 1 and root:
                 record["wall_seconds"] = time.perf_counter() - started
+                record["train_seconds"] = tick - started - paused_total  # learning curves against training time
                 progress.report(record)
             if self._due(config["checkpoint_every"]):
                 self._save()
             paused += time.perf_counter() - tick
+            paused_total += time.perf_counter() - tick
         progress.close()
         backend.raise_failed_checks()
         return self._finish(record, first_step, time.perf_counter() - started) if root else None
