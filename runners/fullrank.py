@@ -9,12 +9,7 @@ from typing import NamedTuple
 
 import numpy
 
-import layers
-from npflows import backend, nn, optim
 from npflows.init import as_generator
-from npflows.train import Experiment
-
-from .argtypes import non_negative_int, positive_int
 
 # Largest K^D this module will materialise: 2^26 outcomes = 512 MB of float64 probabilities
 # (Table 1's largest row, D = 10, K = 5, has 5^10 = 9,765,625 outcomes = 78 MB).
@@ -115,16 +110,23 @@ def sample(probs, D, K, n, rng):
     Inverse CDF: u ~ U[0, total), index = first i with cumsum[i] > u, so an outcome with
     probability 0 is never drawn.
     """
-    num_outcomes = _check_shape(D, K, "sample")
-    probs = _check_probs(probs, "sample", num_outcomes)
-    if not isinstance(n, (int, numpy.integer)) or n < 0:
-        raise ValueError(f"fullrank.sample: expected a non-negative integer sample count, got {n!r}")
-    cumulative = numpy.cumsum(probs, dtype=numpy.float64)
+    return sequences_of(sample_indices(cumulative_of(probs, D, K), n, rng), D, K)
+
+
+def cumulative_of(probs, D, K):
+    """(K^D,) float64 running sums of `probs`, what `sample_indices` draws from (computed once per table)."""
+    cumulative = numpy.cumsum(_check_probs(probs, "sample", _check_shape(D, K, "sample")), dtype=numpy.float64)
     if not cumulative[-1] > 0.0:
         raise ValueError(f"fullrank.sample: expected probabilities with a positive sum, got {cumulative[-1]}")
+    return cumulative
+
+
+def sample_indices(cumulative, n, rng):
+    """n i.i.d. outcome indices drawn from the running sums `cumulative` (inverse CDF, as `sample`)."""
+    if not isinstance(n, (int, numpy.integer)) or n < 0:
+        raise ValueError(f"fullrank.sample: expected a non-negative integer sample count, got {n!r}")
     uniforms = as_generator(rng).random(n) * cumulative[-1]
-    indices = numpy.searchsorted(cumulative, uniforms, side="right")
-    return sequences_of(numpy.minimum(indices, num_outcomes - 1), D, K)
+    return numpy.minimum(numpy.searchsorted(cumulative, uniforms, side="right"), len(cumulative) - 1)
 
 
 def entropy(probs):
@@ -160,11 +162,16 @@ def expected_entropy(D, K):
     return float((1.0 / numpy.arange(num_outcomes, 0, -1, dtype=numpy.float64)).sum() - 1.0)
 
 
+def marginals(probs, D, K):
+    """(D, K) float64: row d is p(x_d), the marginal of position d."""
+    table = _check_probs(probs, "marginals", _check_shape(D, K, "marginals")).reshape((K,) * D)
+    return numpy.stack([table.sum(axis=tuple(a for a in range(D) if a != d)) for d in range(D)])
+
+
 def marginal_entropy_sum(probs, D, K):
     """sum_d H(p(x_d)) in nats: the expected NLL of the product of the true marginals, the best
     any factorised model reaches (so entropy + total correlation)."""
-    table = _check_probs(probs, "marginal_entropy_sum", _check_shape(D, K, "marginal_entropy_sum")).reshape((K,) * D)
-    return sum(entropy(table.sum(axis=tuple(a for a in range(D) if a != d))) for d in range(D))
+    return sum(entropy(marginal) for marginal in marginals(probs, D, K))
 
 
 def kl_divergence(model_log_probs, probs):
@@ -180,145 +187,3 @@ def negative_log_likelihood(model_log_probs, sequences, K):
         raise ValueError(f"fullrank.negative_log_likelihood: expected (K^D,) model log-probabilities, "
                          f"got shape {model_log_probs.shape}")
     return float(-model_log_probs[indices].mean())
-
-
-# -- the experiment: `npflows train fullrank` (runners/table1.py reproduces the table) ------
-MODELS = ("ar-base", "ar-flow", "factorized", "bipartite")  # Table 1's columns, in its order
-MODEL_TITLES = {"ar-base": "autoregressive base", "ar-flow": "autoregressive flow",
-                "factorized": "factorized base", "bipartite": "bipartite flow"}
-
-
-class FullRank(Experiment):
-    """One column of Table 1 on one (D, K) row. The data: a Dirichlet(1) distribution over the
-    K^D outcomes (drawn from --data-seed) and i.i.d. training and held-out samples from it.
-    Networks (paper sec. 4.1): Transformers with d_model 64 (`--d-model`), causal for the
-    autoregressive base and flow, non-causal for the bipartite flows' locations.
-    - ar-base: autoregressive base alone; ar-flow: one autoregressive flow whose network reads
-      the sequence right to left (between two Reverse layers) on the autoregressive base;
-    - factorized: factorised base alone; bipartite: --flows bipartite flows on it, the masks
-      alternating even/odd.
-    Metrics in nats: NLL on the training and held-out samples, the entropy of the true
-    distribution (the floor of the expected held-out NLL) and, when K^D <= --exact-outcomes,
-    the exact expected NLL -sum_x p(x) log q(x) by enumerating all outcomes."""
-
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--model", choices=MODELS, default="ar-flow", help="Table 1's column")
-        parser.add_argument("--dimension", type=positive_int, default=5, help="D, the sequence length")
-        parser.add_argument("--classes", type=positive_int, default=5, help="K, the classes per position")
-        parser.add_argument("--data-seed", type=int, default=0, help="seed of the distribution and its samples")
-        parser.add_argument("--train-samples", type=positive_int, default=20000, help="training set size")
-        parser.add_argument("--heldout-samples", type=positive_int, default=10000, help="held-out set size")
-        parser.add_argument("--d-model", type=positive_int, default=64, help="Transformer hidden units")
-        parser.add_argument("--layers", type=positive_int, default=1, help="Transformer blocks per network")
-        parser.add_argument("--heads", type=positive_int, default=4, help="attention heads")
-        parser.add_argument("--d-ff", type=positive_int, default=128, help="Transformer feed-forward units")
-        parser.add_argument("--flows", type=non_negative_int, default=4, help="bipartite flows (the autoregressive model has 1)")
-        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
-        parser.add_argument("--flow-init", choices=("identity", "random"), default="identity",
-                            help="identity: zero output layers, so every flow starts as the identity map")
-        parser.add_argument("--aux-weight", type=float, default=1.0,
-                            help="bipartite: weight of the auxiliary cross-entropy that trains each flow network to "
-                                 "predict what it transforms (layers.PredictiveNetwork; 0: straight-through alone)")
-        parser.add_argument("--ste-weight", type=float, default=0.0,
-                            help="bipartite: scale of the straight-through gradient into each network (0: auxiliary loss alone)")
-        parser.add_argument("--confidence", type=float, default=0.0,
-                            help="bipartite: relabel only where the prediction's top probability reaches this (0: always)")
-        parser.add_argument("--anchor", type=int, default=0, help="bipartite: where a correct prediction sends a class")
-        parser.add_argument("--base-init-std", type=float, default=0.0,
-                            help="std of the factorised base's initial logits (0: uniform)")
-        parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay to 0)")
-        parser.add_argument("--exact-outcomes", type=int, default=100000,
-                            help="enumerate all K^D outcomes for the exact expected NLL up to this many")
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.D, self.K = int(config.get("dimension", 5)), int(config.get("classes", 5))
-        # one independent stream per (seed, D, K): rows never share a prefix of their draws
-        streams = numpy.random.SeedSequence(config.get("data_seed", 0), spawn_key=(self.D, self.K)).spawn(3)
-        self.probs = make_distribution(self.D, self.K, numpy.random.default_rng(streams[0]))
-        self.train_ids = sample(self.probs, self.D, self.K, config.get("train_samples", 20000), numpy.random.default_rng(streams[1]))
-        self.heldout_ids = sample(self.probs, self.D, self.K, config.get("heldout_samples", 10000), numpy.random.default_rng(streams[2]))
-
-    def _transformer(self, causal, rng):
-        config = self.config
-        return nn.Transformer(config.get("layers", 1), config.get("d_model", 64), config.get("heads", 4),
-                              config.get("d_ff", 128), causal=causal, max_length=self.D, in_features=self.K,
-                              out_features=self.K, rng=rng)
-
-    def _flow_network(self, causal, rng):
-        network = self._transformer(causal, rng)
-        if self.config.get("flow_init", "identity") == "identity":
-            zero_output_layer(network.output)
-        return network
-
-    def build_model(self, rng):
-        model, D, K = self.config.get("model", "ar-flow"), self.D, self.K
-        temperature = self.config.get("temperature", 0.1)
-        if model in ("ar-base", "ar-flow"):
-            base = layers.AutoregressiveCategorical(self._transformer(True, rng), K, length=D)
-            if model == "ar-base":
-                return layers.FlowModel([], base)
-            flow = layers.DiscreteAutoregressiveFlow(self._flow_network(True, rng), K, temperature=temperature)
-            return layers.FlowModel([layers.Reverse(), flow, layers.Reverse()], base)
-        aux_weight = float(self.config.get("aux_weight", 1.0))
-        flows = []
-        for index in range(0 if model == "factorized" else self.config.get("flows", 4)):
-            network, mask = self._flow_network(False, rng), ("even", "odd")[index % 2]
-            if aux_weight:
-                network = layers.PredictiveNetwork(network, K, self.config.get("anchor", 0) % K, aux_weight,
-                                                  self.config.get("ste_weight", 0.0), self.config.get("confidence", 0.0))
-                flows.append(layers.PredictiveBipartiteFlow(network, K, mask, temperature=temperature))
-            else:
-                flows.append(layers.DiscreteBipartiteFlow(network, K, mask, temperature=temperature))
-        return layers.FlowModel(flows, layers.FactorizedCategorical(D, K, rng, init_std=self.config.get("base_init_std", 0.0)))
-
-    @property
-    def train_examples(self):
-        return self.train_ids
-
-    def loss_and_backward(self, model, batch, rng):
-        xp = backend.array_module(batch)
-        for flow in model.flows:
-            if isinstance(flow, layers.PredictiveBipartiteFlow):
-                flow.network.aux_scale = 1.0 / len(batch)  # the auxiliary loss on the same per-sample scale
-        loss = -model.log_prob(layers.one_hot(batch, self.K)).mean()
-        model.backward(xp.full((len(batch),), -1.0 / len(batch), dtype=backend.default_dtype()))
-        return loss
-
-    def learning_rate(self, step):
-        return optim.warmup_decay(float(self.config.get("lr", 3e-3)), total_steps=self.schedule_steps)(step)
-
-    @staticmethod
-    def _log_probs(model, ids, chunk=8192):
-        """(n,) float64 host log q(x) of (n, D) ids, in chunks."""
-        parts = [backend.to_numpy(model.log_prob(backend.asarray(ids[start:start + chunk])))
-                 for start in range(0, len(ids), chunk)]
-        return numpy.concatenate(parts).astype(numpy.float64) if parts else numpy.zeros(0)
-
-    def evaluate(self, model):
-        heldout = -self._log_probs(model, self.heldout_ids)
-        metrics = {"train_nll": float(-self._log_probs(model, self.train_ids).mean()), "heldout_nll": float(heldout.mean()),
-                   "heldout_nll_stderr": float(heldout.std() / numpy.sqrt(max(len(heldout), 1))), "entropy": entropy(self.probs),
-                   "marginal_entropy_sum": marginal_entropy_sum(self.probs, self.D, self.K)}
-        if self.K ** self.D <= self.config.get("exact_outcomes", 100000):
-            every_outcome = sequences_of(numpy.arange(self.K ** self.D), self.D, self.K)
-            metrics["exact_nll"] = cross_entropy_of_model(self._log_probs(model, every_outcome), self.probs)
-        return metrics
-
-    def sample(self, model, num_samples, rng):
-        """(num_samples, D) sequences of class ids, one a line."""
-        return self.format_sequences(backend.to_numpy(layers.to_ids(model.sample(num_samples, rng))))
-
-    @staticmethod
-    def format_sequences(ids):
-        """(n, D) class ids as text, one sequence a line (what `npflows sample` prints; compress reads it)."""
-        return "\n".join(" ".join(str(value) for value in row) for row in ids)
-
-
-def zero_output_layer(dense):
-    """Zero a flow network's output layer: all-zero location logits, whose argmax (ties go to
-    the lowest index) is a shift by 0, so the flow starts as the identity and the model as its
-    base; the straight-through gradient still reaches the zeroed weights."""
-    for param in dense.parameters():
-        param.data[...] = 0

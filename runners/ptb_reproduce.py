@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from npflows import checkpoint, train
+from npflows import train
 
 from . import charlm, reproduce
 
@@ -54,11 +54,6 @@ def _title(run_directory, template):
         return template.format(**json.load(handle))
 
 
-def _parameter_count(run_directory):
-    state = checkpoint.load(os.path.join(run_directory, "checkpoint.h5"))
-    return int(sum(value.size for value in state.params.values()))
-
-
 @reproduce.options(_arguments)
 def reproduce_ptb(options):
     out, models, started = reproduce.output_directory(options, "ptb"), _models(options.models), time.perf_counter()
@@ -76,7 +71,7 @@ def reproduce_ptb(options):
     entries, bpc, titles = [], {}, {name: _title(os.path.join(out, name), VARIANTS[name][0]) for name in results}
     for name, (result, steps, batch) in results.items():
         metrics = {**result["eval"], "wall_seconds": result["wall_seconds"], "steps": steps, "batch": batch,
-                   "parameters": _parameter_count(os.path.join(out, name)), "ranks": result["world_size"]}
+                   "parameters": reproduce.parameter_count(os.path.join(out, name)), "ranks": result["world_size"]}
         split, bpc[name] = next(iter(charlm.bpc_by_split(result["eval"]).items()))
         metrics["factorized_optimum_bpc"] = metrics[f"{split}_factorized_optimum_bpc"]
         entries.append({"setting": f"PTB ({split})", "model": titles[name], "paper": VARIANTS[name][1], "ours": bpc[name],

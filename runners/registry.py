@@ -19,7 +19,7 @@ __all__ = ["EXPERIMENTS", "Experiment", "names", "resolve"]
 EXPERIMENTS = {
     # "name": "runners.module:ExperimentClass",   one line per paper experiment
     "mog": "runners.mog:MixtureOfGaussians",
-    "fullrank": "runners.fullrank:FullRank",
+    "fullrank": "runners.fullrank_experiment:FullRank",
     "charlm": "runners.charlm:CharLM",
     "addition": "runners.addition:AdditionExperiment",
     "potts": "runners.potts:PottsExperiment",

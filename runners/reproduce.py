@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from npflows import backend, distributed, train
+from npflows import backend, checkpoint, distributed, train
 
 REPRODUCTIONS = {
     "table1": "runners.table1:reproduce_table1",
@@ -164,6 +164,12 @@ def write_report(out, name, options, entries, *, title, wall_seconds, columns=()
         handle.write(markdown)
     print(markdown, file=stream or sys.stdout, flush=True)
     return result
+
+
+def parameter_count(run_directory):
+    """The number of trained parameters (scalars) in RUN_DIRECTORY/checkpoint.h5."""
+    state = checkpoint.load(os.path.join(run_directory, "checkpoint.h5"))
+    return int(sum(value.size for value in state.params.values()))
 
 
 def output_directory(options, name):

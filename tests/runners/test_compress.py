@@ -16,7 +16,7 @@ from runners import compress
 from runners.charlm import LSTMLanguageModel
 from runners.chardata import EOS, PAD, CharDataset
 from runners.compress_layouts import CompressionError, Sequences, TextChunks, TextRows
-from runners.fullrank import FullRank
+from runners.fullrank_experiment import FullRank
 from runners.potts import PottsExperiment
 
 HIDDEN = 6
