@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 from npflows import checkpoint, distributed
-from runners import cli, fullrank, reproduce
+from runners import cli, fullrank, fullrank_experiment, reproduce
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_NETWORK = ["--set", "d-model=8", "--set", "heads=2", "--set", "d-ff=8", "--set", "exact-outcomes=1000"]
@@ -19,21 +19,64 @@ TINY_NETWORK = ["--set", "d-model=8", "--set", "heads=2", "--set", "d-ff=8", "--
 @pytest.fixture(scope="module")
 def table1(tmp_path_factory):
     out = tmp_path_factory.mktemp("table1")
-    assert cli.main(["reproduce", "table1", "--steps", "2", "--batch-size", "8", "--train-samples", "32",
-                     "--heldout-samples", "16", "--out", str(out), *TINY_NETWORK]) == 0
+    assert cli.main(["reproduce", "table1", "--regime", "finite", "--steps", "2", "--batch-size", "8", "--train-samples",
+                     "32", "--heldout-samples", "16", "--out", str(out), *TINY_NETWORK]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def expressivity(tmp_path_factory):
+    out = tmp_path_factory.mktemp("expressivity")
+    assert cli.main(["reproduce", "table1", "--steps", "4", "--batch-size", "8", "--out", str(out), *TINY_NETWORK,
+                     "--set", "estimate-samples=500"]) == 0
+    return out
+
+
+def _cells(result):
+    cells = {(entry["setting"], entry["column"]): entry for entry in result["entries"]}
+    assert len(cells) == len(fullrank.TABLE1_ROWS) * len(fullrank_experiment.MODELS) == len(result["entries"])
+    for row in fullrank.TABLE1_ROWS:
+        for model in fullrank_experiment.MODELS:
+            entry = cells[(f"D={row.dimension}, K={row.num_classes}", model)]
+            paper = getattr(row, fullrank_experiment.PAPER_COLUMN[model]) if model != "ar-base-2x" else None
+            assert entry["paper"] == paper and numpy.isfinite(entry["ours"])
+            yield row, model, entry
 
 
 def test_table1_result_json_has_every_row_and_column_with_the_papers_numbers(table1):
     result = json.loads((table1 / "result.json").read_text())
-    cells = {(entry["setting"], entry["column"]): entry for entry in result["entries"]}
-    assert len(cells) == len(fullrank.TABLE1_ROWS) * len(fullrank.MODELS) == len(result["entries"])
-    for row in fullrank.TABLE1_ROWS:
-        for index, model in enumerate(fullrank.MODELS):
-            entry = cells[(f"D={row.dimension}, K={row.num_classes}", model)]
-            assert entry["paper"] == row[2 + index]
-            assert entry["ours"] == entry["metrics"]["heldout_nll"] and numpy.isfinite(entry["ours"])
-    assert result["settings"]["steps"] == 2 and result["command"].startswith("npflows reproduce table1 --steps 2")
+    for _, _, entry in _cells(result):
+        assert entry["ours"] == entry["metrics"]["heldout_nll"]
+    assert result["settings"]["steps"] == {setting: 2 for setting in ("D=2, K=2", "D=5, K=5", "D=5, K=10", "D=10, K=5")}
+    assert result["command"].startswith("npflows reproduce table1 --regime finite --steps 2")
+
+
+def test_table1_expressivity_scores_the_exact_cross_entropy_or_a_labelled_estimate(expressivity):
+    result = json.loads((expressivity / "result.json").read_text())
+    assert result["settings"]["regime"] == "expressivity" and result["settings"]["train_samples"] == 0
+    for row, model, entry in _cells(result):
+        metrics = entry["metrics"]
+        if row.num_classes ** row.dimension <= 1000:  # TINY_NETWORK's exact-outcomes
+            assert entry["ours"] == metrics["exact_nll"] and metrics["kl"] == metrics["exact_kl"] and "estimate" not in entry["note"]
+        else:
+            assert entry["ours"] == metrics["estimated_nll"] and metrics["kl_stderr"] == metrics["estimated_kl_stderr"] > 0
+            assert "estimate on 500 fresh samples (K^D too many to enumerate)" in entry["note"]
+        assert "train_nll" not in metrics and metrics["parameters"] == reproduce.parameter_count(
+            expressivity / f"D{row.dimension}_K{row.num_classes}" / model)
+        run = expressivity / f"D{row.dimension}_K{row.num_classes}" / model
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        # a learning curve: evaluations at steps 1-4 (steps // 10 rounds up to 1); training seconds leave every
+        # evaluation out, so wall - training seconds grows by each one's duration
+        assert [record["step"] for record in records] == [1, 2, 3, 4]
+        left_out = [record["wall_seconds"] - record["train_seconds"] for record in records]
+        assert 0 < left_out[0] and all(earlier < later for earlier, later in zip(left_out, left_out[1:]))
+    assert (expressivity / "table1_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![table1_curves.png](table1_curves.png)" in (expressivity / "result.md").read_text()
+
+
+def test_table1_expressivity_refuses_a_training_set(tmp_path, capsys):
+    assert cli.main(["reproduce", "table1", "--train-samples", "100", "--out", str(tmp_path)]) == 2
+    assert "only with --regime finite, got 100 in the expressivity regime" in capsys.readouterr().err
 
 
 def test_table1_trains_each_variant_as_npflows_train_would(table1):
@@ -51,7 +94,8 @@ def test_table1_markdown_flags_exactly_the_entries_beyond_the_threshold(table1):
     for entry in result["entries"]:
         line = next(line for line in markdown.splitlines() if line.startswith(f"| {entry['setting']} | {entry['model']} |"))
         flagged = "differs from the paper" in line
-        assert flagged == (abs(entry["ours"] - entry["paper"]) > reproduce.NOTE_THRESHOLD), line
+        beyond = entry["paper"] is not None and abs(entry["ours"] - entry["paper"]) > reproduce.NOTE_THRESHOLD
+        assert flagged == beyond, line
 
 
 def test_notes_appear_above_the_threshold_only():
@@ -83,14 +127,20 @@ def test_unknown_names_and_options_are_usage_errors(capsys, tmp_path):
     assert "expected --rows as DxK items from 2x2, 5x5, 5x10, 10x5, got '3x3'" in capsys.readouterr().err
 
 
-def test_a_runner_under_mpiexec_with_two_ranks_matches_one_rank(tmp_path):
+MOG = ["mog", "--hidden", "8", "--flow-init", "random", "--train-samples", "64", "--heldout-samples", "64"]
+# fresh samples every step: both ranks draw step s's global batch from (seed, step) and train on their halves
+FULLRANK_STREAM = ["fullrank", "--model", "ar-flow", "--dimension", "3", "--classes", "3", "--train-samples", "0",
+                   "--d-model", "8", "--heads", "2", "--d-ff", "8", "--flow-init", "random"]
+
+
+@pytest.mark.parametrize("experiment", [MOG, FULLRANK_STREAM], ids=["mog", "fullrank-stream"])
+def test_a_runner_under_mpiexec_with_two_ranks_matches_one_rank(tmp_path, experiment):
     mpiexec = Path(sys.executable).with_name("mpiexec")
     if not mpiexec.exists():
         pytest.fail(f"no mpiexec beside {sys.executable}; install the `mpich` wheel")
     env = {key: value for key, value in os.environ.items() if key not in distributed.LAUNCHER_VARIABLES}
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    args = ["train", "mog", "--steps", "4", "--batch-size", "16", "--dtype", "float64", "--hidden", "8", "--flow-init",
-            "random", "--train-samples", "64", "--heldout-samples", "64", "--check-every", "2"]
+    args = ["train", *experiment, "--steps", "4", "--batch-size", "16", "--dtype", "float64", "--check-every", "2"]
     runs = {}
     for ranks in (2, 0):
         out = tmp_path / f"ranks{ranks}"
