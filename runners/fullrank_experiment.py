@@ -4,7 +4,7 @@ import numpy
 
 import layers
 from npflows import backend, nn, optim
-from npflows.train import Experiment
+from npflows.train import ConfigError, Experiment
 
 from . import fullrank_divergence
 from .argtypes import non_negative_int, positive_int
@@ -77,9 +77,15 @@ class FullRank(Experiment):
     def __init__(self, config):
         super().__init__(config)
         self.D, self.K = int(config.get("dimension", 5)), int(config.get("classes", 5))
+        for key, minimum in (("train_samples", 0), ("heldout_samples", 1), ("estimate_samples", 2), ("exact_outcomes", 0)):
+            if key in config and config[key] < minimum:
+                raise ConfigError(f"fullrank: expected --{key.replace('_', '-')} >= {minimum}, got {config[key]}")
         # one independent stream per (seed, D, K): rows never share a prefix of their draws
         streams = numpy.random.SeedSequence(config.get("data_seed", 0), spawn_key=(self.D, self.K)).spawn(4)
-        self.probs = make_distribution(self.D, self.K, numpy.random.default_rng(streams[0]))
+        try:
+            self.probs = make_distribution(self.D, self.K, numpy.random.default_rng(streams[0]))
+        except ValueError as error:  # D, K out of range or K^D too many outcomes: a usage error
+            raise ConfigError(f"fullrank: {error}") from None
         self.cumulative = cumulative_of(self.probs, self.D, self.K)
         self.streamed = config.get("train_samples", 20000) == 0
         self.train_ids = self.heldout_ids = None

@@ -5,7 +5,7 @@ import pytest
 
 from npflows import checkpoint
 from run_files import train_run
-from runners import fullrank, fullrank_divergence, fullrank_experiment
+from runners import cli, fullrank, fullrank_divergence, fullrank_experiment
 
 STREAM = ["--model", "ar-base", "--dimension", "3", "--classes", "4", "--train-samples", "0", "--d-model", "8",
           "--heads", "2", "--d-ff", "8", "--batch-size", "16", "--seed", "5", "--dtype", "float64"]
@@ -105,3 +105,14 @@ def test_the_size_control_has_the_autoregressive_flows_parameter_count_within_3_
         return sum(param.data.size for param in built.build_model(0).parameters())
     control, flow, base = count("ar-base-2x"), count("ar-flow"), count("ar-base")
     assert abs(control - flow) <= 0.03 * flow and control > 1.9 * base
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--train-samples", "-3", "fullrank: expected --train-samples >= 0, got -3"),
+    ("--estimate-samples", "1", "fullrank: expected --estimate-samples >= 2, got 1"),
+    ("--classes", "1", "fullrank: fullrank.make_distribution: expected K >= 2 classes, got 1"),
+])
+def test_bad_sample_counts_and_shapes_are_one_line_usage_errors(tmp_path, capsys, option, value, message):
+    assert cli.main(["train", "fullrank", option, value, "--steps", "1", "--batch-size", "8", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"npflows: error: {message}\n"
