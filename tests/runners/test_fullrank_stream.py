@@ -35,11 +35,10 @@ def test_the_stream_draws_from_the_true_distribution():
     assert ((counts - expected) ** 2 / expected).sum() < 30
 
 
-def test_a_resumed_stream_run_continues_the_same_stream_bit_for_bit(tmp_path, monkeypatch):
-    # a constant rate: the cosine schedule depends on --steps, which the halves' first run sets to 3
-    monkeypatch.setattr(fullrank_experiment.FullRank, "learning_rate", lambda self, step: 3e-3)
+def test_a_resumed_stream_run_continues_the_same_stream_bit_for_bit(tmp_path):
     train_run("fullrank", tmp_path / "straight", *STREAM, "--steps", "6", "--log-every", "0")
-    train_run("fullrank", tmp_path / "halves", *STREAM, "--steps", "3", "--log-every", "0")
+    # the first half keeps the whole run's learning-rate schedule (a horizon of 6 steps)
+    train_run("fullrank", tmp_path / "halves", *STREAM, "--steps", "3", "--schedule-steps", "6", "--log-every", "0")
     train_run("fullrank", tmp_path / "halves", *STREAM, "--steps", "6", "--log-every", "0", "--resume")
     straight, halves = (checkpoint.load(tmp_path / name / "checkpoint.h5") for name in ("straight", "halves"))
     assert halves.step == 6
@@ -108,9 +107,10 @@ def test_the_size_control_has_the_autoregressive_flows_parameter_count_within_3_
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--train-samples", "-3", "fullrank: expected --train-samples >= 0, got -3"),
     ("--estimate-samples", "1", "fullrank: expected --estimate-samples >= 2, got 1"),
     ("--classes", "1", "fullrank: fullrank.make_distribution: expected K >= 2 classes, got 1"),
+    ("--dimension", "40", "fullrank: fullrank.make_distribution: expected K^D <= 67108864 outcomes, got 5^40 = "
+                          "9094947017729282379150390625"),
 ])
 def test_bad_sample_counts_and_shapes_are_one_line_usage_errors(tmp_path, capsys, option, value, message):
     assert cli.main(["train", "fullrank", option, value, "--steps", "1", "--batch-size", "8", "--out", str(tmp_path)]) == 2
