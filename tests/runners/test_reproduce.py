@@ -75,7 +75,9 @@ def test_table1_expressivity_scores_the_exact_cross_entropy_or_a_labelled_estima
 
 
 def test_table1_expressivity_refuses_a_training_set(tmp_path, capsys):
-    assert cli.main(["reproduce", "table1", "--train-samples", "100", "--out", str(tmp_path)]) == 2
+    # the smallest run, so that a missing check fails fast instead of training the whole table
+    assert cli.main(["reproduce", "table1", "--train-samples", "100", "--rows", "2x2", "--models", "factorized",
+                     "--steps", "1", "--batch-size", "8", "--out", str(tmp_path)]) == 2
     assert "only with --regime finite, got 100 in the expressivity regime" in capsys.readouterr().err
 
 
