@@ -115,10 +115,12 @@ def test_clip_grad_norm_rescales_every_gradient_to_max_norm_and_returns_the_norm
     max_norm = ratio * norm_before
     returned = optim.clip_grad_norm(flat, max_norm)
     numpy.testing.assert_allclose(float(returned), norm_before, rtol=1e-12)
-    # one common factor max_norm / (norm + 1e-12): the direction is kept, the norm is max_norm
-    # up to the 1e-12 guard (relative 1e-12 / norm; norms here are >= ~0.1)
-    numpy.testing.assert_allclose(flat.grad, before * (max_norm / norm_before), rtol=1e-10)
-    numpy.testing.assert_allclose(_norm_over_parameters(flat), max_norm, rtol=1e-10)
+    # one common factor max_norm / (norm + 1e-12): the direction is kept and the norm is max_norm
+    # but for the 1e-12 guard, written out here (a single entry's norm can be ~1e-4, where the
+    # guard's relative share 1e-8 would exceed any tolerance that pins the factor)
+    factor = max_norm / (norm_before + 1e-12)
+    numpy.testing.assert_allclose(flat.grad, before * factor, rtol=1e-12)
+    numpy.testing.assert_allclose(_norm_over_parameters(flat), norm_before * factor, rtol=1e-12)
 
 
 @given(seed=st.integers(0, 2**31), shapes=SHAPES, ratio=st.sampled_from([1.01, 2.0, 1e6]))
