@@ -14,8 +14,8 @@ import pytest
 
 import layers
 from npflows import distributed, gradcheck
-from run_files import capture_plotted_lines
 from runners import charlm, chardata
+from tests.runners.run_files import capture_plotted_lines  # the package path: benchmarks/gpu_check.sh imports this file outside pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MPIEXEC = Path(sys.executable).with_name("mpiexec")
