@@ -12,6 +12,19 @@ from layers import OneHotScale, OneHotShift, extended_euclid, inverse_table, inv
 F64 = numpy.float64
 
 
+def test_tables_are_built_into_an_empty_cache_once_and_then_reused(monkeypatch):
+    # every other test meets a cache that earlier tests (or, under mutmut, the parent process)
+    # filled: this one empties it, so a table that is built wrong or not stored shows here
+    import layers.modular as modular
+
+    monkeypatch.setattr(modular, "_device_tables", {})
+    inverse, invertible = inverse_table(12), invertible_mask(12)
+    assert inverse.tolist() == [0, 1, 0, 0, 0, 5, 0, 7, 0, 0, 0, 11]  # 5*5 = 7*7 = 11*11 = 1 mod 12
+    assert numpy.flatnonzero(invertible).tolist() == [1, 5, 7, 11]
+    assert set(modular._device_tables) == {("inverse", 12, "numpy"), ("invertible", 12, "numpy")}
+    assert inverse_table(12) is inverse and invertible_mask(12) is invertible
+
+
 @pytest.mark.parametrize("K", range(2, 65))
 def test_inverse_table_is_the_multiplicative_inverse_for_exactly_the_coprime_scales(K):
     inverse, invertible = inverse_table(K), invertible_mask(K)
