@@ -70,6 +70,11 @@ def test_non_invertible_scale_raises_naming_the_function(K, scale):
         mod_forward(numpy.array([1]), numpy.array([0]), numpy.array([scale]), K)
 
 
+def test_non_invertible_scale_error_lists_the_five_smallest_bad_values():
+    with pytest.raises(ValueError, match=r"^mod_reverse: expected scale values invertible mod 12 .*, got \[0, 2, 3, 4, 6\]$"):
+        mod_reverse(numpy.zeros(12, int), numpy.zeros(12, int), numpy.arange(12)[::-1], 12)
+
+
 def _one_hot_case(seed, K, batch=6, length=3):
     rng = numpy.random.default_rng(seed)
     values = rng.integers(0, K, (batch, length))
@@ -134,6 +139,8 @@ def test_scale_map_gives_non_invertible_scale_values_no_weight(K, seed):
 def test_one_hot_map_rejects_wrong_class_count_naming_the_layer():
     with pytest.raises(ValueError, match="OneHotShift: expected last dimension 5"):
         OneHotShift(5, "reverse").forward(numpy.zeros((2, 4)), numpy.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"^OneHotScale: expected v and w of one shape, got \(2, 5\) and \(3, 5\)$"):
+        OneHotScale(5, "reverse").forward(numpy.zeros((2, 5)), numpy.zeros((3, 5)))
     with pytest.raises(ValueError, match="OneHotScale: expected direction"):
         OneHotScale(5, "sideways")
     with pytest.raises(ValueError, match="expected an integer K >= 2"):
