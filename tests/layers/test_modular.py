@@ -58,6 +58,13 @@ def test_mod_reverse_inverts_mod_forward_exactly(K, seed):
     numpy.testing.assert_array_equal(mod_forward(mod_reverse(x, loc, scale, K), loc, scale, K), x)
 
 
+def test_without_a_scale_the_maps_are_the_shift_and_its_inverse():
+    x = numpy.arange(7)
+    y = mod_forward(x, numpy.full(7, 3), None, 7)
+    assert y.tolist() == [3, 4, 5, 6, 0, 1, 2]
+    assert mod_reverse(y, numpy.full(7, 3), None, 7).tolist() == x.tolist()
+
+
 def test_k2_with_scale_one_is_xor():
     x, loc = numpy.array([0, 0, 1, 1]), numpy.array([0, 1, 0, 1])
     numpy.testing.assert_array_equal(mod_forward(x, loc, numpy.ones(4, int), 2), x ^ loc)
