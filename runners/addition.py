@@ -202,7 +202,7 @@ class AdditionExperiment(Experiment):
         parser.add_argument("--eval-examples", type=positive_int, default=2000, help="held-out pairs")
         parser.add_argument("--data-seed", type=int, default=1, help="seed of the data (the training seed is --seed)")
         parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)")
-        parser.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip (0: off)")
+        parser.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip (> 0: 0 is refused, as for every experiment)")
 
     def __init__(self, config):
         super().__init__(config)

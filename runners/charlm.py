@@ -397,9 +397,12 @@ def plot_bpc_curves(path, runs):
     for label, directory in runs.items():
         with open(os.path.join(directory, "metrics.jsonl")) as handle:
             records = [json.loads(line) for line in handle]
-        points = [(r["wall_seconds"], value) for r in records for value in bpc_by_split(r, "eval_").values()]
-        if points:
-            axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+        curves = {}  # split -> points: one line each, or valid and test (full PTB, text8) would zigzag in one
+        for record in records:
+            for split, value in bpc_by_split(record, "eval_").items():
+                curves.setdefault(split, []).append((record["wall_seconds"], value))
+        for split, points in curves.items():
+            axis.plot(*zip(*points), marker="o", markersize=3, label=label if len(curves) == 1 else f"{label} ({split})")
     axis.set_xlabel("training seconds (wall clock)")
     axis.set_ylabel("held-out bits per character")
     axis.grid(alpha=0.3)

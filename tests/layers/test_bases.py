@@ -7,6 +7,10 @@ from hypothesis import strategies as st
 import layers
 from flow_builders import all_sequences, build_base, random_ids, seeds
 from layers.bases import _inverse_cdf
+from layers.cases import Audited
+from npflows import gradcheck
+from tests.fixtures.audit import entries_per_tensor
+from tests.fixtures.hypothesis_profiles import examples
 
 F64 = numpy.float64
 
@@ -63,10 +67,20 @@ def test_lstm_context_conditions_the_distribution_and_sampling(K, seed):
     assert abs(total - 1) < 1e-9
     x = random_ids(seed, 4, 3, K)
     assert not numpy.allclose(base.log_prob(x, context), base.log_prob(x))
-    base.log_prob(layers.one_hot(x, K, F64), context)
-    grad_x, (grad_h0, grad_c0) = base.backward(numpy.ones(4))
-    assert grad_x.shape == (4, 3, K) and grad_h0.shape == grad_c0.shape == (1, 4, 5)
-    assert numpy.abs(grad_h0).max() > 0
+
+
+@examples(20)  # ~20 ms an example: central differences over every context entry and up to 40 of each tensor
+@given(K=st.integers(2, 12), seed=seeds)
+def test_lstm_context_gradient_matches_finite_differences(K, seed):
+    rng = numpy.random.default_rng(seed)
+    base = layers.AutoregressiveCategorical(layers.LSTMNetwork(K, 5, K, rng=rng, dtype=F64), K, length=3)
+    context = tuple(rng.standard_normal((1, 4, 5)) for _ in range(2))
+    x = layers.one_hot(random_ids(seed, 4, 3, K), K, F64)
+    case = gradcheck.Case(Audited(base, base._log_prob_one_hot), (x, context))
+    report = gradcheck.check_case("context", case, rng)
+    # every entry of h0 and c0 (inputs 1, 2: 20 each) is checked, and every tensor as many as it should be
+    assert [t.entries for t in report.tensors] == entries_per_tensor(case) and report.tensors[1].entries == 20
+    assert report.passed(1e-6), report.as_dict()
 
 
 class FullPassOnly(layers.LSTMNetwork):

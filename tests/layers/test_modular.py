@@ -12,6 +12,19 @@ from layers import OneHotScale, OneHotShift, extended_euclid, inverse_table, inv
 F64 = numpy.float64
 
 
+def test_tables_are_built_into_an_empty_cache_once_and_then_reused(monkeypatch):
+    # every other test meets a cache that earlier tests (or, under mutmut, the parent process)
+    # filled: this one empties it, so a table that is built wrong or not stored shows here
+    import layers.modular as modular
+
+    monkeypatch.setattr(modular, "_device_tables", {})
+    inverse, invertible = inverse_table(12), invertible_mask(12)
+    assert inverse.tolist() == [0, 1, 0, 0, 0, 5, 0, 7, 0, 0, 0, 11]  # 5*5 = 7*7 = 11*11 = 1 mod 12
+    assert numpy.flatnonzero(invertible).tolist() == [1, 5, 7, 11]
+    assert set(modular._device_tables) == {("inverse", 12, "numpy"), ("invertible", 12, "numpy")}
+    assert inverse_table(12) is inverse and invertible_mask(12) is invertible
+
+
 @pytest.mark.parametrize("K", range(2, 65))
 def test_inverse_table_is_the_multiplicative_inverse_for_exactly_the_coprime_scales(K):
     inverse, invertible = inverse_table(K), invertible_mask(K)
@@ -45,6 +58,13 @@ def test_mod_reverse_inverts_mod_forward_exactly(K, seed):
     numpy.testing.assert_array_equal(mod_forward(mod_reverse(x, loc, scale, K), loc, scale, K), x)
 
 
+def test_without_a_scale_the_maps_are_the_shift_and_its_inverse():
+    x = numpy.arange(7)
+    y = mod_forward(x, numpy.full(7, 3), None, 7)
+    assert y.tolist() == [3, 4, 5, 6, 0, 1, 2]
+    assert mod_reverse(y, numpy.full(7, 3), None, 7).tolist() == x.tolist()
+
+
 def test_k2_with_scale_one_is_xor():
     x, loc = numpy.array([0, 0, 1, 1]), numpy.array([0, 1, 0, 1])
     numpy.testing.assert_array_equal(mod_forward(x, loc, numpy.ones(4, int), 2), x ^ loc)
@@ -55,6 +75,11 @@ def test_k2_with_scale_one_is_xor():
 def test_non_invertible_scale_raises_naming_the_function(K, scale):
     with pytest.raises(ValueError, match=rf"mod_forward: expected scale values invertible mod {K}.*\[{scale}\]"):
         mod_forward(numpy.array([1]), numpy.array([0]), numpy.array([scale]), K)
+
+
+def test_non_invertible_scale_error_lists_the_five_smallest_bad_values():
+    with pytest.raises(ValueError, match=r"^mod_reverse: expected scale values invertible mod 12 .*, got \[0, 2, 3, 4, 6\]$"):
+        mod_reverse(numpy.zeros(12, int), numpy.zeros(12, int), numpy.arange(12)[::-1], 12)
 
 
 def _one_hot_case(seed, K, batch=6, length=3):
@@ -121,6 +146,8 @@ def test_scale_map_gives_non_invertible_scale_values_no_weight(K, seed):
 def test_one_hot_map_rejects_wrong_class_count_naming_the_layer():
     with pytest.raises(ValueError, match="OneHotShift: expected last dimension 5"):
         OneHotShift(5, "reverse").forward(numpy.zeros((2, 4)), numpy.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"^OneHotScale: expected v and w of one shape, got \(2, 5\) and \(3, 5\)$"):
+        OneHotScale(5, "reverse").forward(numpy.zeros((2, 5)), numpy.zeros((3, 5)))
     with pytest.raises(ValueError, match="OneHotScale: expected direction"):
         OneHotScale(5, "sideways")
     with pytest.raises(ValueError, match="expected an integer K >= 2"):

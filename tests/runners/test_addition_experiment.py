@@ -9,6 +9,8 @@ import pytest
 
 import layers
 from run_files import logged_steps, train_run
+from npflows import gradcheck
+from npflows.module import Module
 from runners import addition, cli
 from tests.runners.test_distributed import ENV, MPIEXEC, ROOT
 
@@ -36,6 +38,21 @@ def test_train_writes_config_metrics_checkpoint_and_result(flow_run):
     assert set(metrics) == {"nll", "train_nll", "exact_match", "digit_accuracy"}
     assert 0.0 <= metrics["exact_match"] <= metrics["digit_accuracy"] <= 1.0  # an exact match has every digit right
     assert metrics["nll"] > 0.0
+
+
+def test_ar_flow_learns_two_digit_addition_to_near_zero_nats(tmp_path):
+    # The task is deterministic (true conditional NLL 0 nats; uniform guessing is 2 ln 10 = 4.61).
+    # At D = 2 the flow, reading right to left beside both input digits, learns the carry: 800
+    # steps take it to ~0.004 nats and every held-out sum right (seeded, so this run is exact).
+    # Small settings do not learn in this budget (--hidden 32, lr 3e-3: 4.38 nats at 300 steps):
+    # the base must add two digits mod 10 in one LSTM step from the two encodings (no first-order
+    # signal: each sum digit is independent of any single input digit).
+    result = train_run("addition", tmp_path, "--digits", "2", "--model", "ar-flow", "--hidden", "128",
+                       "--flow-hidden", "32", "--lr", "1e-2", "--steps", "800", "--batch-size", "64",
+                       "--train-examples", "20000", "--eval-examples", "200", "--seed", "0", "--log-every", "800")
+    metrics = result["eval"]
+    assert metrics["nll"] < 0.05 and metrics["train_nll"] < 0.05
+    assert metrics["exact_match"] == 1.0
 
 
 def test_evaluate_on_the_checkpoint_gives_the_training_runs_metrics(flow_run, capsys):
@@ -146,3 +163,28 @@ def test_two_ranks_train_addition_and_only_rank_0_writes_the_result(tmp_path):
     assert process.returncode == 0, process.stderr
     result = json.loads((tmp_path / "result.json").read_text())
     assert (result["world_size"], result["step"]) == (2, 2)
+
+
+class _LogProbOfFixedSums(Module):
+    """AdditionModel as the audit sees a module: forward(a, b) = log p(s | a, b) for fixed one-hot sums."""
+
+    def __init__(self, model, s_one_hot):
+        self.model, self.s_one_hot = model, s_one_hot
+
+    def forward(self, a, b):
+        return self.model.log_prob(a, b, self.s_one_hot)
+
+    def backward(self, grad_log_prob):
+        self.model.backward(grad_log_prob)  # integer inputs: no input gradient to return
+
+
+def test_base_models_gradient_matches_finite_differences_for_every_parameter():
+    # float64 central differences over both encoders and the base, through the context's two
+    # halves: the learning test cannot tell a slow model from a wrong gradient. (A flow's
+    # straight-through gradient is not a derivative of its argmax: ar-base only.)
+    rng = numpy.random.default_rng(0)
+    model = addition.AdditionModel(2, 6, "ar-base", rng=rng, dtype=numpy.float64)
+    a, b, s = addition.sample(4, 2, rng)
+    case = gradcheck.Case(_LogProbOfFixedSums(model, layers.one_hot(s, 10, numpy.float64)), (a, b))
+    report = gradcheck.check_case("AdditionModel(ar-base)", case, rng)
+    assert len(report.tensors) == len(list(model.parameters())) and report.passed(1e-6), report.as_dict()

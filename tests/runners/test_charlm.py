@@ -15,6 +15,7 @@ import pytest
 import layers
 from npflows import distributed, gradcheck
 from runners import charlm, chardata
+from tests.runners.run_files import capture_plotted_lines  # the package path: benchmarks/gpu_check.sh imports this file outside pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MPIEXEC = Path(sys.executable).with_name("mpiexec")
@@ -197,8 +198,10 @@ def test_flows_that_nothing_would_train_are_a_clear_error(tmp_path, ptb_file, op
     assert process.returncode != 0 and message in process.stderr, process.stderr
 
 
-def test_reproduce_ptb_trains_the_three_models_and_reports_the_gap(tmp_path, ptb_file):
+def test_reproduce_ptb_trains_the_three_models_and_reports_the_gap(tmp_path, ptb_file, monkeypatch):
     from runners import cli, ptb_reproduce
+
+    plotted = capture_plotted_lines(monkeypatch)
 
     out = tmp_path / "ptb"
     assert cli.main(["reproduce", "ptb", "--steps", "2", "--batch-size", "8", "--out", str(out), "--set", f"data-path={ptb_file}",
@@ -214,7 +217,15 @@ def test_reproduce_ptb_trains_the_three_models_and_reports_the_gap(tmp_path, ptb
     markdown = (out / "result.md").read_text()
     gap = by_model["flow"]["ours"] - by_model["lstm"]["ours"]
     assert f"flow - LSTM = {gap:+.3f} bpc (paper +0.20)" in markdown and "differs from the paper by" in markdown
-    assert (out / "ptb_bpc.png").stat().st_size > 0
+    assert (out / "ptb_bpc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the figure's lines: one per model, its logged (wall seconds, held-out bpc) in step order
+    expected = []
+    for name, entry in by_model.items():
+        records = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+        evaluated = [record for record in records if "eval_heldout_bpc" in record]
+        assert evaluated[-1]["eval_heldout_bpc"] == entry["ours"]
+        expected.append((entry["model"], [r["wall_seconds"] for r in evaluated], [r["eval_heldout_bpc"] for r in evaluated]))
+    assert plotted == expected
 
 
 def test_reproduce_ptb_rejects_an_unknown_model(tmp_path, capsys):
@@ -224,15 +235,29 @@ def test_reproduce_ptb_rejects_an_unknown_model(tmp_path, capsys):
     assert "expected --models from factorized, flow, flow-location, lstm, got 'flow,gru'" in capsys.readouterr().err
 
 
-def test_bpc_against_flows_plot_reads_each_runs_final_bpc(tmp_path):
+def test_bpc_curves_plot_one_line_per_run_and_held_out_split(tmp_path, monkeypatch):
+    plotted = capture_plotted_lines(monkeypatch)
+    records = [{"step": 1, "wall_seconds": 0.5, "loss": 2.0},  # a logged step without evaluation: no point
+               {"step": 2, "wall_seconds": 1.0, "eval_valid_bpc": 3.0, "eval_valid_factorized_optimum_bpc": 4.0, "eval_test_bpc": 3.5},
+               {"step": 4, "wall_seconds": 2.5, "eval_valid_bpc": 2.0, "eval_test_bpc": 2.25}]
+    for name, rows in (("two_splits", records), ("one_split", [{"wall_seconds": 7.0, "eval_heldout_bpc": 1.5}])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    charlm.plot_bpc_curves(tmp_path / "curves.png", {"flow": str(tmp_path / "two_splits"), "lstm": str(tmp_path / "one_split")})
+    assert plotted == [("flow (valid)", [1.0, 2.5], [3.0, 2.0]), ("flow (test)", [1.0, 2.5], [3.5, 2.25]), ("lstm", [7.0], [1.5])]
+
+
+def test_bpc_against_flows_plot_reads_each_runs_final_bpc(tmp_path, monkeypatch):
     runs = {}
     for flows, bpc in [(1, 3.8), (4, 3.3)]:
         directory = tmp_path / f"f{flows}"
         directory.mkdir()
         (directory / "result.json").write_text(json.dumps({"eval": {"heldout_factorized_optimum_bpc": 5.5, "heldout_bpc": bpc}}))
         runs[flows] = str(directory)
+    plotted = capture_plotted_lines(monkeypatch)
     charlm.plot_bpc_against_flows(tmp_path / "flows.png", runs)
     assert (tmp_path / "flows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [line[1:] for line in plotted] == [([1, 4], [3.8, 3.3])]  # x: flows, y: held-out bpc, not the optimum
     (tmp_path / "f4" / "result.json").write_text(json.dumps({"eval": {"heldout_factorized_optimum_bpc": 5.5}}))
     with pytest.raises(ValueError, match="f4/result.json has no held-out bpc"):
         charlm.plot_bpc_against_flows(tmp_path / "bad.png", runs)
