@@ -9,6 +9,7 @@ gradcheck.CASES[name](numpy.random.default_rng(seed)), rng)` with that same rng)
 
     OMP_NUM_THREADS=1 python benchmarks/audit_seed_sweep.py --seeds 3000 --seconds 60
 """
+
 import argparse
 import time
 
@@ -28,18 +29,28 @@ def sweep(name, max_seeds, seconds, first_seed):
             break
     errors = numpy.array(errors)
     worst = int(numpy.argmax(errors))
-    return len(errors), int((errors >= gradcheck.RTOL).sum()), int((errors >= gradcheck.RTOL / 10).sum()), \
-        float(errors[worst]), first_seed + worst
+    return (
+        len(errors),
+        int((errors >= gradcheck.RTOL).sum()),
+        int((errors >= gradcheck.RTOL / 10).sum()),
+        float(errors[worst]),
+        first_seed + worst,
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3000, help="at most this many seeds per case")
-    parser.add_argument("--seconds", type=float, default=60.0, help="at most about this wall time per case")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="at most about this wall time per case"
+    )
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--case", action="append", help="only this case (repeatable)")
     args = parser.parse_args()
-    print(f"{'case':<42} {'seeds':>6} {'failed':>6} {'>=rtol/10':>9} {'worst rel err':>13} {'at seed':>8}", flush=True)
+    print(
+        f"{'case':<42} {'seeds':>6} {'failed':>6} {'>=rtol/10':>9} {'worst rel err':>13} {'at seed':>8}",
+        flush=True,
+    )
     for name in args.case or sorted(gradcheck.CASES):
         seeds, failed, near, worst, at = sweep(name, args.seeds, args.seconds, args.first_seed)
         print(f"{name:<42} {seeds:>6d} {failed:>6d} {near:>9d} {worst:>13.3e} {at:>8d}", flush=True)

@@ -15,6 +15,7 @@ instead (their sizes, their held-out bpc printed beside).
     python benchmarks/generation_speed.py --threads 1            # the paper's sizes
     python benchmarks/generation_speed.py --threads 1 --quick    # small sizes, seconds
 """
+
 import argparse
 import json
 import os
@@ -24,7 +25,9 @@ import time
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (set before NumPy loads)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS/OpenMP threads (set before NumPy loads)"
+    )
     parser.add_argument("--length", type=int, default=288)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--K", type=int, default=51)
@@ -38,17 +41,35 @@ def parse(argv=None):
     parser.add_argument("--ar-layers", type=int, default=1)
     parser.add_argument("--ar-embedding", type=int, default=400)
     parser.add_argument("--ar-hidden", type=int, default=915)
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the minimum is reported); (d) runs once")
-    parser.add_argument("--skip-quadratic-batch", action="store_true", help="skip (d) at the large batch (minutes)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed repeats (the minimum is reported); (d) runs once",
+    )
+    parser.add_argument(
+        "--skip-quadratic-batch", action="store_true", help="skip (d) at the large batch (minutes)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    parser.add_argument("--flow-checkpoint", help="a trained charlm flow (LSTM networks) to time as (a)")
-    parser.add_argument("--transformer-checkpoint", help="a trained charlm flow (Transformer networks) to time as (b)")
+    parser.add_argument(
+        "--flow-checkpoint", help="a trained charlm flow (LSTM networks) to time as (a)"
+    )
+    parser.add_argument(
+        "--transformer-checkpoint",
+        help="a trained charlm flow (Transformer networks) to time as (b)",
+    )
     parser.add_argument("--lstm-checkpoint", help="a trained charlm AR LSTM to time as (c) and (d)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     if args.quick:
         args.flows, args.lstm_embedding, args.lstm_hidden, args.length = 2, 16, 32, 32
-        args.tf_width, args.tf_filter, args.tf_heads, args.ar_embedding, args.ar_hidden = 32, 64, 4, 16, 32
+        args.tf_width, args.tf_filter, args.tf_heads, args.ar_embedding, args.ar_hidden = (
+            32,
+            64,
+            4,
+            16,
+            32,
+        )
         args.batch, args.repeats = 4, 1
     return args
 
@@ -70,27 +91,50 @@ def main(argv=None):
     def restore(path):
         state = checkpoint.load(path)
         experiment, model = train.restore(registry.resolve("charlm"), state, path)
-        bpc = {f"{split}_bpc": value for split, value in charlm.bpc_by_split(experiment.evaluate(model)).items()}
+        bpc = {
+            f"{split}_bpc": value
+            for split, value in charlm.bpc_by_split(experiment.evaluate(model)).items()
+        }
         return model, f"{path} ({json.dumps({k: round(v, 3) for k, v in bpc.items()})})"
 
     models, notes = {}, {}
-    options = {"num_flows": args.flows, "embedding": args.lstm_embedding, "hidden": args.lstm_hidden, "network": "lstm"}
+    options = {
+        "num_flows": args.flows,
+        "embedding": args.lstm_embedding,
+        "hidden": args.lstm_hidden,
+        "network": "lstm",
+    }
     if args.flow_checkpoint:
         models["a"], notes["a"] = restore(args.flow_checkpoint)
     else:
         models["a"] = charlm.build_flow_model(args.K, args.length, options, rng).eval()
-        notes["a"] = f"{args.flows} flows, BiLSTM embedding {args.lstm_embedding}, hidden {args.lstm_hidden} per direction"
+        notes["a"] = (
+            f"{args.flows} flows, BiLSTM embedding {args.lstm_embedding}, hidden {args.lstm_hidden} per direction"
+        )
     if args.transformer_checkpoint:
         models["b"], notes["b"] = restore(args.transformer_checkpoint)
     else:
-        options.update(network="transformer", num_layers=args.tf_layers, hidden=args.tf_width, filter=args.tf_filter, heads=args.tf_heads)
+        options.update(
+            network="transformer",
+            num_layers=args.tf_layers,
+            hidden=args.tf_width,
+            filter=args.tf_filter,
+            heads=args.tf_heads,
+        )
         models["b"] = charlm.build_flow_model(args.K, args.length, options, rng).eval()
-        notes["b"] = f"{args.flows} flows, Transformer {args.tf_layers} layers, {args.tf_width} wide, filter {args.tf_filter}, {args.tf_heads} heads"
+        notes["b"] = (
+            f"{args.flows} flows, Transformer {args.tf_layers} layers, {args.tf_width} wide, "
+            f"filter {args.tf_filter}, {args.tf_heads} heads"
+        )
     if args.lstm_checkpoint:
         models["c"], notes["c"] = restore(args.lstm_checkpoint)
     else:
-        models["c"] = charlm.LSTMLanguageModel(args.K, args.ar_embedding, args.ar_hidden, args.ar_layers, rng=rng).eval()
-        notes["c"] = f"AR LSTM {args.ar_layers} layer(s), embedding {args.ar_embedding}, hidden {args.ar_hidden}"
+        models["c"] = charlm.LSTMLanguageModel(
+            args.K, args.ar_embedding, args.ar_hidden, args.ar_layers, rng=rng
+        ).eval()
+        notes["c"] = (
+            f"AR LSTM {args.ar_layers} layer(s), embedding {args.ar_embedding}, hidden {args.ar_hidden}"
+        )
     notes["d"] = notes["c"] + ", prefix re-run at every step"
     length = models["a"].base.length if hasattr(models["a"], "base") else args.length
 
@@ -109,12 +153,16 @@ def main(argv=None):
             times = []
             for _ in range(1 if key == "d" else args.repeats):
                 started = time.perf_counter()
-                ids = backend.to_numpy(run(key, n))  # on a GPU: waits for the device, the ids on the host
+                ids = backend.to_numpy(
+                    run(key, n)
+                )  # on a GPU: waits for the device, the ids on the host
                 times.append(time.perf_counter() - started)
             assert tuple(ids.shape) == (n, length)
             results[(key, n)] = min(times)
             print(f"({key}) batch {n:3d}: {min(times):9.4f} s   {notes[key]}", flush=True)
-    print(f"\nlength {length}, {args.threads} thread(s), float32, NumPy {numpy.__version__}, device {backend.device()}")
+    print(
+        f"\nlength {length}, {args.threads} thread(s), float32, NumPy {numpy.__version__}, device {backend.device()}"
+    )
     for n in (1, args.batch):
         print(f"batch {n}:")
         for slow, fast in (("c", "a"), ("c", "b"), ("d", "a"), ("d", "b"), ("d", "c"), ("a", "b")):
@@ -124,8 +172,15 @@ def main(argv=None):
                 print(f"  t({slow}) / t({fast}) = {ratio:8.2f}   {verdict}")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"args": vars(args), "notes": notes,
-                       "seconds": {f"{key}@{n}": value for (key, n), value in results.items()}}, handle, indent=2)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "notes": notes,
+                    "seconds": {f"{key}@{n}": value for (key, n), value in results.items()},
+                },
+                handle,
+                indent=2,
+            )
     return results
 
 

@@ -4,6 +4,7 @@
 
 GPU mode fails (exit 1) when CuPy sees no device; --dry probes the host only.
 """
+
 import os
 import platform
 import subprocess
@@ -20,22 +21,37 @@ def _mpi_library():
         from mpi4py import MPI
 
         return MPI.Get_library_version().strip().splitlines()[0]
-    except Exception as error:  # no mpi4py or no MPI library it can load: the mpi step will say more
+    except (
+        Exception
+    ) as error:  # no mpi4py or no MPI library it can load: the mpi step will say more
         return f"unavailable ({type(error).__name__}: {error})"
 
 
 def facts(dry):
-    found = {"python": platform.python_version(), "numpy": numpy.__version__, "mpi_library": _mpi_library()}
+    found = {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "mpi_library": _mpi_library(),
+    }
     if dry:
         return found
     import cupy
 
     runtime = cupy.cuda.runtime
     count = runtime.getDeviceCount()
-    found.update(cupy=cupy.__version__, cuda_runtime=runtime.runtimeGetVersion(), cuda_driver=runtime.driverGetVersion(),
-                 devices=", ".join(runtime.getDeviceProperties(index)["name"].decode() for index in range(count)))
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                         capture_output=True, text=True)
+    found.update(
+        cupy=cupy.__version__,
+        cuda_runtime=runtime.runtimeGetVersion(),
+        cuda_driver=runtime.driverGetVersion(),
+        devices=", ".join(
+            runtime.getDeviceProperties(index)["name"].decode() for index in range(count)
+        ),
+    )
+    smi = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+    )
     found["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
     return found
 

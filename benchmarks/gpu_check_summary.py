@@ -5,6 +5,7 @@ still leaves its summary).
     python3 benchmarks/gpu_check_summary.py step OUT NAME STATUS RC SECONDS LOG COMMAND
     python3 benchmarks/gpu_check_summary.py probe OUT KEY VALUE      (machine facts for the header)
 """
+
 import json
 import os
 import sys
@@ -36,13 +37,21 @@ def _load(out):
 
 def render(out):
     steps, probes = _load(out)
-    summary = {"machine": probes, "steps": steps, "passed": all(step["status"] in ("pass", "skipped") for step in steps)}
+    summary = {
+        "machine": probes,
+        "steps": steps,
+        "passed": all(step["status"] in ("pass", "skipped") for step in steps),
+    }
     with open(os.path.join(out, "gpu_check.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
-    lines = ["# benchmarks/gpu_check.sh", ""] + [f"- {key}: {value}" for key, value in probes.items()]
+    lines = ["# benchmarks/gpu_check.sh", ""] + [
+        f"- {key}: {value}" for key, value in probes.items()
+    ]
     lines += ["", "| step | status | seconds | command |", "|---|---|---|---|"]
-    lines += [f"| {step['name']} | {step['status']} (rc {step['rc']}) | {step['seconds']} | `{step['command']}` |"
-              for step in steps]
+    lines += [
+        f"| {step['name']} | {step['status']} (rc {step['rc']}) | {step['seconds']} | `{step['command']}` |"
+        for step in steps
+    ]
     for step in steps:
         lines += ["", f"## {step['name']}: {step['status']}", "", "```", *step["log_tail"], "```"]
     with open(os.path.join(out, "gpu_check.md"), "w") as handle:
@@ -54,8 +63,16 @@ def main(argv):
     kind, out, *rest = argv
     if kind == "step":
         name, status, rc, seconds, log, command = rest
-        record = {"kind": "step", "name": name, "status": status, "rc": int(rc), "seconds": int(seconds),
-                  "command": command, "log": os.path.relpath(log, out), "log_tail": _tail(log)}
+        record = {
+            "kind": "step",
+            "name": name,
+            "status": status,
+            "rc": int(rc),
+            "seconds": int(seconds),
+            "command": command,
+            "log": os.path.relpath(log, out),
+            "log_tail": _tail(log),
+        }
     elif kind == "probe":
         key, value = rest
         record = {"kind": "probe", "key": key, "value": value}

@@ -13,6 +13,7 @@ the step's one Allreduce alone, on a buffer of the model's size, to show what co
 
     OMP_NUM_THREADS=1 python benchmarks/mpi_throughput.py [--steps 40] [--batch-size 128] [--repeats 3]
 """
+
 import argparse
 import json
 import os
@@ -80,16 +81,39 @@ class LSTMThroughput(Experiment):
 
 
 def _throughput(ranks, steps, batch_size):
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    environment.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                       PYTHONPATH=str(ROOT))
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PMI_", "OMPI_", "PMIX_"))
+    }
+    environment.update(
+        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT)
+    )
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "runners.cli", "train", "benchmarks.mpi_throughput:LSTMThroughput",
-                   "--steps", str(steps), "--batch-size", str(batch_size), "--out", out,
-                   "--log-every", "10", "--check-every", "50", "--dtype", "float32"]
+        command = [
+            sys.executable,
+            "-m",
+            "runners.cli",
+            "train",
+            "benchmarks.mpi_throughput:LSTMThroughput",
+            "--steps",
+            str(steps),
+            "--batch-size",
+            str(batch_size),
+            "--out",
+            out,
+            "--log-every",
+            "10",
+            "--check-every",
+            "50",
+            "--dtype",
+            "float32",
+        ]
         if ranks > 1:
             command = [str(Path(sys.executable).with_name("mpiexec")), "-n", str(ranks)] + command
-        subprocess.run(command, cwd=ROOT, env=environment, check=True, stdout=subprocess.DEVNULL, timeout=600)
+        subprocess.run(
+            command, cwd=ROOT, env=environment, check=True, stdout=subprocess.DEVNULL, timeout=600
+        )
         lines = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     measured = [line for line in lines[1:] if "examples_per_second" in line]
     previous = [lines[0]["step"]] + [line["step"] for line in measured[:-1]]
@@ -116,8 +140,14 @@ if world.is_root:
 
 def _allreduce_seconds(size):
     mpiexec = str(Path(sys.executable).with_name("mpiexec"))
-    done = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", ALLREDUCE_TIMER.format(size=size)], cwd=ROOT,
-                          capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(
+        [mpiexec, "-n", "2", sys.executable, "-c", ALLREDUCE_TIMER.format(size=size)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return float(done.stdout.split()[-1])
 
 
@@ -132,15 +162,22 @@ def main():
         for ranks in (1, 2):
             results[ranks].append(_throughput(ranks, args.steps, args.batch_size))
     for ranks, runs in results.items():
-        print(f"{ranks} rank(s): best {max(runs):.1f} examples/s, median {statistics.median(runs):.1f} "
-              f"(runs: {', '.join(f'{run:.1f}' for run in runs)})", flush=True)
+        print(
+            f"{ranks} rank(s): best {max(runs):.1f} examples/s, median {statistics.median(runs):.1f} "
+            f"(runs: {', '.join(f'{run:.1f}' for run in runs)})",
+            flush=True,
+        )
     size = CharLSTM(0).num_parameters()
     seconds = _allreduce_seconds(size)
     step = args.batch_size / max(results[2])
-    print(f"one Allreduce of the {size} float32 gradient over 2 ranks: {seconds * 1e3:.2f} ms "
-          f"({100 * seconds / step:.1f}% of a 2-rank step of {step * 1e3:.0f} ms)")
-    print(f"speed-up 2 ranks / 1 rank: best {max(results[2]) / max(results[1]):.2f}x, "
-          f"median {statistics.median(results[2]) / statistics.median(results[1]):.2f}x")
+    print(
+        f"one Allreduce of the {size} float32 gradient over 2 ranks: {seconds * 1e3:.2f} ms "
+        f"({100 * seconds / step:.1f}% of a 2-rank step of {step * 1e3:.0f} ms)"
+    )
+    print(
+        f"speed-up 2 ranks / 1 rank: best {max(results[2]) / max(results[1]):.2f}x, "
+        f"median {statistics.median(results[2]) / statistics.median(results[1]):.2f}x"
+    )
 
 
 if __name__ == "__main__":

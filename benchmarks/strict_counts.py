@@ -5,6 +5,7 @@ CPU stand-in (npflows/strict_device.py): what a GPU would launch and wait for, w
 
 takes the arguments of `npflows train` (run on --device strict) and prints one line per step.
 """
+
 import os
 import sys
 
@@ -18,7 +19,9 @@ def main(argv):
     with strict_device.per_training_step() as steps:
         code = cli.main(["--device", "strict", *argv])
     for number, step in enumerate(steps, 1):
-        print(f"step {number}: {step.operations} operations, syncs {dict(step.syncs)}, uploads {dict(step.uploads)}")
+        print(
+            f"step {number}: {step.operations} operations, syncs {dict(step.syncs)}, uploads {dict(step.uploads)}"
+        )
     return code
 
 

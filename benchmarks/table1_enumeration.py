@@ -7,6 +7,7 @@ log_prob does not depend on the weights.
 
     OMP_NUM_THREADS=1 python benchmarks/table1_enumeration.py --outcomes 100000
 """
+
 import argparse
 import time
 
@@ -25,18 +26,22 @@ def main():
     options = parser.parse_args()
     backend.set_default_dtype("float32")
     D, K = options.dimension, options.classes
-    total = K ** D
+    total = K**D
     ids = fullrank.sequences_of(numpy.arange(min(options.outcomes, total)), D, K)
     print(f"D={D}, K={K}: {total} outcomes; timing {len(ids)} per model, 1 process")
     for model_name in MODELS:
-        experiment = FullRank({"model": model_name, "dimension": D, "classes": K, "train_samples": 0})
+        experiment = FullRank(
+            {"model": model_name, "dimension": D, "classes": K, "train_samples": 0}
+        )
         model = experiment.build_model(numpy.random.default_rng(0)).eval()
         wall, cpu = time.perf_counter(), time.process_time()
         experiment._log_probs(model, ids)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         scale = total / len(ids)
-        print(f"{model_name:11s} wall {wall:7.2f} s, CPU {cpu:7.2f} s -> all outcomes: wall {wall * scale:7.0f} s, "
-              f"CPU {cpu * scale:7.0f} s")
+        print(
+            f"{model_name:11s} wall {wall:7.2f} s, CPU {cpu:7.2f} s -> all outcomes: wall {wall * scale:7.0f} s, "
+            f"CPU {cpu * scale:7.0f} s"
+        )
 
 
 if __name__ == "__main__":

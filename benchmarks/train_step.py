@@ -25,6 +25,7 @@ torch and py-spy are optional: without them only the npflows figures are printed
 --device strict does the same on the tests' CPU stand-in (a smoke run of the script, with --tiny:
 the small shapes below instead of the benchmark's).
 """
+
 import os
 
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -71,13 +72,22 @@ class TokenModel(Module):
         if name == "lstm":
             self.body = nn.LSTM(width, size, rng=rng)
         else:
-            self.body = nn.Transformer(shape["layers"], size, shape["heads"], shape["d_ff"], causal=True,
-                                       max_length=shape["length"], rng=rng)
+            self.body = nn.Transformer(
+                shape["layers"],
+                size,
+                shape["heads"],
+                shape["d_ff"],
+                causal=True,
+                max_length=shape["length"],
+                rng=rng,
+            )
         self.output = nn.Dense(size, shape["vocab"], rng=rng)
 
     def forward(self, tokens):
         hidden = self.body(self.embedding(tokens))
-        hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # the LSTM also returns its state
+        hidden = (
+            hidden[0] if isinstance(hidden, tuple) else hidden
+        )  # the LSTM also returns its state
         return self.output(hidden)
 
     def backward(self, grad_logits):
@@ -98,8 +108,10 @@ def npflows_step(name, shape, device="cpu", seed=0, finite_check=True):
     model = TokenModel(name, shape, rng)
     adam = optim.Adam(optim.FlatParameters(model.parameters()), lr=1e-3)
     loss_function = nn.SoftmaxCrossEntropy()
-    tokens, targets = (backend.asarray(rng.integers(0, shape["vocab"], (shape["batch"], shape["length"])))
-                       for _ in range(2))
+    tokens, targets = (
+        backend.asarray(rng.integers(0, shape["vocab"], (shape["batch"], shape["length"])))
+        for _ in range(2)
+    )
 
     def step():
         adam.flat.zero_grad()
@@ -138,17 +150,30 @@ def torch_step(torch, name, shape, device="cpu", seed=0):
         size, mask = shape["hidden"], None
     else:
         size, length = shape["d_model"], shape["length"]
-        layer = tnn.TransformerEncoderLayer(size, shape["heads"], shape["d_ff"], dropout=0.0, activation="relu",
-                                            batch_first=True, norm_first=True)
-        body = tnn.TransformerEncoder(layer, shape["layers"], norm=tnn.LayerNorm(size), enable_nested_tensor=False)
-        position = tnn.Parameter(0.02 * torch.randn(length, size, device=device))  # learned positions
+        layer = tnn.TransformerEncoderLayer(
+            size,
+            shape["heads"],
+            shape["d_ff"],
+            dropout=0.0,
+            activation="relu",
+            batch_first=True,
+            norm_first=True,
+        )
+        body = tnn.TransformerEncoder(
+            layer, shape["layers"], norm=tnn.LayerNorm(size), enable_nested_tensor=False
+        )
+        position = tnn.Parameter(
+            0.02 * torch.randn(length, size, device=device)
+        )  # learned positions
         mask = tnn.Transformer.generate_square_subsequent_mask(length, device=device)
     embedding, output = tnn.Embedding(shape["vocab"], width), tnn.Linear(size, shape["vocab"])
     modules = tnn.ModuleList([embedding, body, output]).to(device)
     parameters = list(modules.parameters()) + ([] if mask is None else [position])
     adam = torch.optim.Adam(parameters, lr=1e-3)
-    tokens, targets = (torch.randint(0, shape["vocab"], (shape["batch"], shape["length"]), device=device)
-                       for _ in range(2))
+    tokens, targets = (
+        torch.randint(0, shape["vocab"], (shape["batch"], shape["length"]), device=device)
+        for _ in range(2)
+    )
 
     def step():
         adam.zero_grad(set_to_none=False)
@@ -158,7 +183,9 @@ def torch_step(torch, name, shape, device="cpu", seed=0):
         else:
             hidden = body(hidden + position, mask=mask, is_causal=True)
         logits = output(hidden)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, shape["vocab"]), targets.reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, shape["vocab"]), targets.reshape(-1)
+        )
         loss.backward()
         adam.step()
         if device == "cuda":
@@ -194,7 +221,11 @@ def _status_mb(field):
 def memory_worker(framework, name):
     """Runs in a fresh process: prints {"baseline_mb", "peak_increase_mb"} for one model."""
     torch = import_torch() if framework == "torch" else None
-    make = (lambda shape: torch_step(torch, name, shape)) if torch else (lambda shape: npflows_step(name, shape))
+    make = (
+        (lambda shape: torch_step(torch, name, shape))
+        if torch
+        else (lambda shape: npflows_step(name, shape))
+    )
     make(TINY[name])()
     gc.collect()
     try:  # "5" resets VmHWM (the peak RSS) to the current RSS (Linux >= 4.0)
@@ -226,7 +257,9 @@ def _worker(*arguments):
 
 
 def peak_memory(framework, name):
-    result = subprocess.run(_worker("memory", framework, name), capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        _worker("memory", framework, name), capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_increase_mb"]
 
 
@@ -238,11 +271,27 @@ def matmul_share(name, steps=3):
         return None
     with tempfile.TemporaryDirectory() as folder:
         stacks = Path(folder) / "stacks.txt"
-        record = subprocess.run([spy, "record", "--native", "--format", "raw", "--rate", "200", "--output",
-                                 str(stacks), "--", *_worker("profile", "npflows", name, steps)],
-                                capture_output=True, text=True)
+        record = subprocess.run(
+            [
+                spy,
+                "record",
+                "--native",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--output",
+                str(stacks),
+                "--",
+                *_worker("profile", "npflows", name, steps),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if record.returncode != 0:
-            print(f"py-spy failed, no matmul share: {record.stderr.strip()[-300:]}", file=sys.stderr)
+            print(
+                f"py-spy failed, no matmul share: {record.stderr.strip()[-300:]}", file=sys.stderr
+            )
             return None
         in_step = in_gemm = 0
         for line in stacks.read_text().splitlines():
@@ -254,15 +303,31 @@ def matmul_share(name, steps=3):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        ),
+        "?",
+    )
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('architecture')}, "
-                f"{pool.get('num_threads')} thread)" for pool in threadpool_info() if pool.get("user_api") == "blas"]
+        blas = [
+            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('architecture')}, "
+            f"{pool.get('num_threads')} thread)"
+            for pool in threadpool_info()
+            if pool.get("user_api") == "blas"
+        ]
     except ImportError:
         blas = ["threadpoolctl not installed"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "numpy": numpy.__version__, "blas": "; ".join(blas)}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "numpy": numpy.__version__,
+        "blas": "; ".join(blas),
+    }
 
 
 def benchmark(name, args, torch):
@@ -274,8 +339,12 @@ def benchmark(name, args, torch):
             steps["torch"] = torch_step(torch, name, shape, "cuda")
     elif torch is not None:
         steps["torch"] = torch_step(torch, name, shape)
-    row.update({f"{label}_ms": 1e3 * seconds
-                for label, seconds in time_interleaved(steps, args.warmup, args.steps).items()})
+    row.update(
+        {
+            f"{label}_ms": 1e3 * seconds
+            for label, seconds in time_interleaved(steps, args.warmup, args.steps).items()
+        }
+    )
     del steps
     gc.collect()
     if "torch_ms" in row:
@@ -297,49 +366,80 @@ def _format(row):
     def get(key, width, spec):
         return format(row[key], f"{width}{spec}") if key in row else "-".rjust(width)
 
-    return (f"{row['model']:<12} {get('npflows_ms', 10, '.1f')} {get('torch_ms', 9, '.1f')} {get('ratio', 6, '.2f')} "
-            f"{get('matmul_share', 7, '.1%')} {get('npflows_peak_mb', 8, '.0f')} {get('torch_peak_mb', 8, '.0f')} "
-            f"{get('memory_ratio', 6, '.2f')}")
+    return (
+        f"{row['model']:<12} {get('npflows_ms', 10, '.1f')} {get('torch_ms', 9, '.1f')} {get('ratio', 6, '.2f')} "
+        f"{get('matmul_share', 7, '.1%')} {get('npflows_peak_mb', 8, '.0f')} {get('torch_peak_mb', 8, '.0f')} "
+        f"{get('memory_ratio', 6, '.2f')}"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("lstm", "transformer", "both"), default="both")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per framework (median reported)")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="timed steps per framework (median reported)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--device", choices=("cpu", "gpu", "strict"), default="cpu", help="npflows' device")
-    parser.add_argument("--tiny", action="store_true", help="tiny shapes (a smoke run of the script)")
+    parser.add_argument(
+        "--device", choices=("cpu", "gpu", "strict"), default="cpu", help="npflows' device"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny shapes (a smoke run of the script)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)  # internal: memory/profile child
+    parser.add_argument(
+        "--worker", nargs="+", help=argparse.SUPPRESS
+    )  # internal: memory/profile child
     args = parser.parse_args()
     if args.worker:
         kind, framework, name, *rest = args.worker
-        return memory_worker(framework, name) if kind == "memory" else profile_worker(name, int(rest[0]))
+        return (
+            memory_worker(framework, name)
+            if kind == "memory"
+            else profile_worker(name, int(rest[0]))
+        )
     torch = import_torch()
     names = ["lstm", "transformer"] if args.model == "both" else [args.model]
     load_before = os.getloadavg()
     rows = [benchmark(name, args, torch) for name in names]
-    result = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "machine": machine(),
-              "torch": torch.__version__ if torch else None, "load_before": load_before,
-              "load_after": os.getloadavg(), "steps": args.steps, "rows": rows}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": args.device,
+        "machine": machine(),
+        "torch": torch.__version__ if torch else None,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "steps": args.steps,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     info = result["machine"]
-    print(f"{result['date']}  {info['cpu']} ({info['cores']} cores)  numpy {info['numpy']}  BLAS {info['blas']}  "
-          f"torch {result['torch']}")
-    print(f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-          f"after {result['load_after'][0]:.2f} {result['load_after'][1]:.2f} {result['load_after'][2]:.2f}")
+    print(
+        f"{result['date']}  {info['cpu']} ({info['cores']} cores)  numpy {info['numpy']}  BLAS {info['blas']}  "
+        f"torch {result['torch']}"
+    )
+    print(
+        f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after {result['load_after'][0]:.2f} {result['load_after'][1]:.2f} {result['load_after'][2]:.2f}"
+    )
     if args.device != "cpu":
         for row in rows:
             torch_ms = f", torch (CUDA) {row['torch_ms']:.1f} ms" if "torch_ms" in row else ""
-            print(f"{row['model']:<12} npflows {args.device} {row['npflows_ms']:.1f} ms, npflows CPU (1 thread) "
-                  f"{row['npflows_cpu_ms']:.1f} ms: {row['gpu_speedup']:.1f}x{torch_ms}")
+            print(
+                f"{row['model']:<12} npflows {args.device} {row['npflows_ms']:.1f} ms, npflows CPU (1 thread) "
+                f"{row['npflows_cpu_ms']:.1f} ms: {row['gpu_speedup']:.1f}x{torch_ms}"
+            )
         return
-    print(f"median of {args.steps} steps after {args.warmup} warm-up, one thread, float32; matmul share by py-spy "
-          "--native sampling (GEMM frames / step samples); peak = max RSS increase in a fresh process")
-    print(f"{'model':<12} {'npflows ms':>10} {'torch ms':>9} {'ratio':>6} {'matmul':>7} "
-          f"{'np MB':>8} {'torch MB':>8} {'mem x':>6}")
+    print(
+        f"median of {args.steps} steps after {args.warmup} warm-up, one thread, float32; matmul share by py-spy "
+        "--native sampling (GEMM frames / step samples); peak = max RSS increase in a fresh process"
+    )
+    print(
+        f"{'model':<12} {'npflows ms':>10} {'torch ms':>9} {'ratio':>6} {'matmul':>7} "
+        f"{'np MB':>8} {'torch MB':>8} {'mem x':>6}"
+    )
     for row in rows:
         print(_format(row))
 

@@ -5,28 +5,70 @@ Directions everywhere: `forward` maps base -> data (sampling), `reverse` maps da
 Representations: one-hot floats (B, D, K) for training, integer ids (B, D) for sampling and
 evaluation (`one_hot`, `to_ids` convert). See docs/flows.md.
 """
+
 from .autoregressive import DiscreteAutoregressiveFlow
 from .bases import AutoregressiveCategorical, FactorizedCategorical
 from .bipartite import DiscreteBipartiteFlow
 from .causality import check_causal
 from .conditioning import Conditioned
 from .location_scale import LocationScale
-from .modular import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse
 from .model import FlowModel
-from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense, StridedNetwork
+from .modular import (
+    OneHotScale,
+    OneHotShift,
+    extended_euclid,
+    inverse_table,
+    invertible_mask,
+    mod_forward,
+    mod_reverse,
+)
+from .networks import (
+    MLP,
+    BidirectionalLSTMNetwork,
+    CausalMLP,
+    LSTMNetwork,
+    MaskedDense,
+    StridedNetwork,
+)
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
 from .rank import RankBipartiteFlow, RankTransform
-from .table import PrefixTable
 from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
+from .table import PrefixTable
 
 __all__ = [
-    "DiscreteAutoregressiveFlow", "DiscreteBipartiteFlow", "Permute", "Reverse",
-    "FactorizedCategorical", "AutoregressiveCategorical", "FlowModel",
-    "OneHotArgmax", "SoftmaxTemperature", "one_hot_argmax", "OneHotShift", "OneHotScale", "LocationScale",
-    "extended_euclid", "inverse_table", "invertible_mask", "mod_forward", "mod_reverse",
-    "one_hot", "to_ids", "MaskedDense", "CausalMLP", "MLP", "LSTMNetwork", "BidirectionalLSTMNetwork", "StridedNetwork",
-    "PrefixTable", "Conditioned", "PredictiveNetwork", "PredictiveBipartiteFlow",
-    "RankBipartiteFlow", "RankTransform", "check_causal",
+    "DiscreteAutoregressiveFlow",
+    "DiscreteBipartiteFlow",
+    "Permute",
+    "Reverse",
+    "FactorizedCategorical",
+    "AutoregressiveCategorical",
+    "FlowModel",
+    "OneHotArgmax",
+    "SoftmaxTemperature",
+    "one_hot_argmax",
+    "OneHotShift",
+    "OneHotScale",
+    "LocationScale",
+    "extended_euclid",
+    "inverse_table",
+    "invertible_mask",
+    "mod_forward",
+    "mod_reverse",
+    "one_hot",
+    "to_ids",
+    "MaskedDense",
+    "CausalMLP",
+    "MLP",
+    "LSTMNetwork",
+    "BidirectionalLSTMNetwork",
+    "StridedNetwork",
+    "PrefixTable",
+    "Conditioned",
+    "PredictiveNetwork",
+    "PredictiveBipartiteFlow",
+    "RankBipartiteFlow",
+    "RankTransform",
+    "check_causal",
 ]

@@ -1,17 +1,29 @@
 """Discrete autoregressive flow (paper sec. 3.2): y_d = (mu_d + sigma_d x_d) mod K, (mu_d, sigma_d) from y_{<d}."""
+
 from npflows import backend
 from npflows.module import Module
 from npflows.nn.checks import expect_grad_shape
 
 from .causality import check_causal, require_declared_causal
 from .location_scale import LocationScale
-from .onehot import (IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, one_hot_of_valid_ids, parameter_dtype, shift_right,
-                     shift_right_backward, to_ids)
+from .onehot import (
+    IDS,
+    ONE_HOT,
+    as_one_hot,
+    backward_needs_one_hot,
+    one_hot_of_valid_ids,
+    parameter_dtype,
+    shift_right,
+    shift_right_backward,
+    to_ids,
+)
 
 
 def has_incremental(network):
     """True when `network` implements start_incremental(batch_size) and step(x_t) -> (B, out)."""
-    return callable(getattr(network, "start_incremental", None)) and callable(getattr(network, "step", None))
+    return callable(getattr(network, "start_incremental", None)) and callable(
+        getattr(network, "step", None)
+    )
 
 
 class DiscreteAutoregressiveFlow(Module):
@@ -34,7 +46,9 @@ class DiscreteAutoregressiveFlow(Module):
 
     def __init__(self, network, K, scale=False, temperature=0.1):
         if not isinstance(network, Module):
-            raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
+            raise ValueError(
+                f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}"
+            )
         require_declared_causal(type(self).__name__, network)
         self.network, self._probed = network, False
         self.K, self.scale, self.temperature = int(K), bool(scale), temperature

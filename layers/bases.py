@@ -5,6 +5,7 @@ Both expose `log_prob(x) -> (B,)` for x as (B, D) ids or (B, D, K) one-hot, `bac
 one-hot. `rng` is a numpy Generator or an int seed; uniforms are drawn on the host (so a seed
 gives the same samples on any device) and compared with the CDF on the device.
 """
+
 from npflows import backend, init
 from npflows.module import Module
 from npflows.nn import log_softmax
@@ -12,8 +13,17 @@ from npflows.nn.checks import expect_grad_shape
 
 from .autoregressive import has_incremental
 from .causality import check_causal, require_declared_causal
-from .onehot import (IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, check_sample_count, one_hot_of_valid_ids, parameter_dtype,
-                     shift_right, shift_right_backward)
+from .onehot import (
+    IDS,
+    ONE_HOT,
+    as_one_hot,
+    backward_needs_one_hot,
+    check_sample_count,
+    one_hot_of_valid_ids,
+    parameter_dtype,
+    shift_right,
+    shift_right_backward,
+)
 
 
 def _inverse_cdf(probs, uniforms):
@@ -27,7 +37,9 @@ def _inverse_cdf(probs, uniforms):
 def _expect_finite(layer, finite):
     """finite: a device boolean; one explicit host sync. NaN logits would sample id 0 at every position."""
     if not backend.to_host_scalar(finite):
-        raise ValueError(f"{layer}: expected finite logits to sample from, got NaN or inf (a diverged or damaged model)")
+        raise ValueError(
+            f"{layer}: expected finite logits to sample from, got NaN or inf (a diverged or damaged model)"
+        )
 
 
 def _module_xp(module):
@@ -56,9 +68,13 @@ class FactorizedCategorical(Module):
     def _log_prob_one_hot(self, x, context=None):
         """sum_{d,k} x[b, d, k] log softmax(logits)[d, k]: (B, D, K) -> (B,); unvalidated (audit)."""
         if context is not None:
-            raise ValueError(f"{type(self).__name__}: takes no context, got {type(context).__name__}")
+            raise ValueError(
+                f"{type(self).__name__}: takes no context, got {type(context).__name__}"
+            )
         if x.shape[1] != self.length:
-            raise ValueError(f"{type(self).__name__}: expected length {self.length}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected length {self.length}, got shape {tuple(x.shape)}"
+            )
         log_table = log_softmax(self.logits.data)
         self._saved = (ONE_HOT, x, log_table)
         return (x * log_table).sum(axis=(1, 2))
@@ -81,7 +97,9 @@ class FactorizedCategorical(Module):
         _expect_finite(type(self).__name__, xp.isfinite(self.logits.data).all())
         uniforms = xp.asarray(init.as_generator(rng).random((n, self.length)))
         probs = xp.exp(log_softmax(self.logits.data))
-        return one_hot_of_valid_ids(_inverse_cdf(probs[None], uniforms), self.K, self.logits.data.dtype)
+        return one_hot_of_valid_ids(
+            _inverse_cdf(probs[None], uniforms), self.K, self.logits.data.dtype
+        )
 
 
 class AutoregressiveCategorical(Module):
@@ -98,17 +116,30 @@ class AutoregressiveCategorical(Module):
 
     def __init__(self, network, K, length=None):
         if not isinstance(network, Module):
-            raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
-        require_declared_causal(type(self).__name__, network)  # and probed on first use (layers/causality.py)
+            raise ValueError(
+                f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}"
+            )
+        require_declared_causal(
+            type(self).__name__, network
+        )  # and probed on first use (layers/causality.py)
         self.network, self.K, self._probed = network, int(K), False
         self.length = length if length is not None else getattr(network, "length", None)
 
     def _logits(self, x_one_hot, context):
         shifted = shift_right(x_one_hot)
         if not self._probed:
-            check_causal(self.network, shifted, *(() if context is None else (context,)), owner=type(self).__name__)
+            check_causal(
+                self.network,
+                shifted,
+                *(() if context is None else (context,)),
+                owner=type(self).__name__,
+            )
             self._probed = True
-        logits = self.network.forward(shifted) if context is None else self.network.forward(shifted, context)
+        logits = (
+            self.network.forward(shifted)
+            if context is None
+            else self.network.forward(shifted, context)
+        )
         if not hasattr(logits, "shape") or tuple(logits.shape) != tuple(x_one_hot.shape):
             raise ValueError(
                 f"{type(self).__name__}: expected network output of shape {tuple(x_one_hot.shape)} (K logits "
@@ -137,7 +168,9 @@ class AutoregressiveCategorical(Module):
         xp = backend.array_module(x)
         upstream = grad_log_prob[:, None, None]
         grad_log_conditionals = upstream * x
-        grad_logits = grad_log_conditionals - xp.exp(log_conditionals) * grad_log_conditionals.sum(axis=-1, keepdims=True)
+        grad_logits = grad_log_conditionals - xp.exp(log_conditionals) * grad_log_conditionals.sum(
+            axis=-1, keepdims=True
+        )
         grads = self.network.backward(grad_logits)
         grad_shifted, grad_context = grads if has_context else (grads, None)
         grad_x = upstream * log_conditionals + shift_right_backward(grad_shifted)
@@ -149,10 +182,14 @@ class AutoregressiveCategorical(Module):
         check_sample_count(type(self).__name__, n)
         length = self.length if length is None else length
         if length is None:
-            raise ValueError(f"{type(self).__name__}: sample needs a length (pass length= or give the network .length)")
+            raise ValueError(
+                f"{type(self).__name__}: sample needs a length (pass length= or give the network .length)"
+            )
         xp = _module_xp(self)
         uniforms = xp.asarray(init.as_generator(rng).random((n, length)))
-        ids = self.sequential(n, lambda position, probs: _inverse_cdf(probs, uniforms[:, position]), context, length)
+        ids = self.sequential(
+            n, lambda position, probs: _inverse_cdf(probs, uniforms[:, position]), context, length
+        )
         return one_hot_of_valid_ids(ids, self.K, parameter_dtype(self.network))
 
     def sequential(self, n, choose, context=None, length=None):
@@ -174,9 +211,14 @@ class AutoregressiveCategorical(Module):
             if incremental:
                 logits = self.network.step(previous)
                 if tuple(logits.shape) != (n, self.K):
-                    raise ValueError(f"{type(self).__name__}: expected network.step output of shape {(n, self.K)}, got {tuple(logits.shape)}")
+                    raise ValueError(
+                        f"{type(self).__name__}: expected network.step output of shape {(n, self.K)}, "
+                        f"got {tuple(logits.shape)}"
+                    )
             else:  # positions >= d are placeholders the causal network ignores
-                logits = self._logits(one_hot_of_valid_ids(ids, self.K, dtype), context)[:, position]
+                logits = self._logits(one_hot_of_valid_ids(ids, self.K, dtype), context)[
+                    :, position
+                ]
             finite &= xp.isfinite(logits).all()
             ids[:, position] = choose(position, xp.exp(log_softmax(logits)))
             previous = one_hot_of_valid_ids(ids[:, position], self.K, dtype)

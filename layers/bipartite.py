@@ -1,4 +1,5 @@
 """Discrete bipartite (coupling) flow (paper sec. 3.2): kept positions condition the others' location-scale."""
+
 import numpy
 
 from npflows import backend
@@ -19,14 +20,22 @@ def kept_positions(mask, length, owner="DiscreteBipartiteFlow"):
     """
     if isinstance(mask, str):
         positions = numpy.arange(length)
-        rules = {"even": positions % 2 == 0, "odd": positions % 2 == 1,
-                 "left": positions < length // 2, "right": positions >= length // 2}
+        rules = {
+            "even": positions % 2 == 0,
+            "odd": positions % 2 == 1,
+            "left": positions < length // 2,
+            "right": positions >= length // 2,
+        }
         return rules[mask]
     keep = numpy.asarray(backend.to_numpy(mask))
     if keep.shape != (length,):
-        raise ValueError(f"{owner}: expected a 0/1 mask of shape ({length},), got shape {keep.shape}")
+        raise ValueError(
+            f"{owner}: expected a 0/1 mask of shape ({length},), got shape {keep.shape}"
+        )
     if not numpy.isin(keep, (0, 1)).all():
-        raise ValueError(f"{owner}: expected a mask of 0/1 entries, got values {sorted(set(keep.tolist()))}")
+        raise ValueError(
+            f"{owner}: expected a mask of 0/1 entries, got values {sorted(set(keep.tolist()))}"
+        )
     return keep.astype(bool)
 
 
@@ -48,13 +57,21 @@ class DiscreteBipartiteFlow(Module):
 
     def __init__(self, network, K, mask, scale=False, temperature=0.1):
         if not isinstance(network, Module):
-            raise ValueError(f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}")
+            raise ValueError(
+                f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}"
+            )
         if isinstance(mask, str) and mask not in MASKS:
-            raise ValueError(f"{type(self).__name__}: expected mask in {MASKS} or a 0/1 array, got {mask!r}")
-        if not isinstance(mask, str):  # an explicit mask fixes the length: check its entries now, not at first use
+            raise ValueError(
+                f"{type(self).__name__}: expected mask in {MASKS} or a 0/1 array, got {mask!r}"
+            )
+        if not isinstance(
+            mask, str
+        ):  # an explicit mask fixes the length: check its entries now, not at first use
             shape = numpy.shape(backend.to_numpy(mask))
             if len(shape) != 1:
-                raise ValueError(f"{type(self).__name__}: expected a 1-d 0/1 mask, got shape {shape}")
+                raise ValueError(
+                    f"{type(self).__name__}: expected a 1-d 0/1 mask, got shape {shape}"
+                )
             kept_positions(mask, shape[0], type(self).__name__)
         self.network, self.mask = network, mask
         self.K, self.scale, self.temperature = int(K), bool(scale), temperature
@@ -115,5 +132,7 @@ class DiscreteBipartiteFlow(Module):
         keep = self._keep(x, x_one_hot.dtype)
         logits = self._logits(x_one_hot * keep)  # kept positions are equal on both sides
         if kind == IDS:
-            return backend.array_module(x).where(keep[:, 0] > 0, x, self.transform.forward_ids(x, logits))
+            return backend.array_module(x).where(
+                keep[:, 0] > 0, x, self.transform.forward_ids(x, logits)
+            )
         return keep * x + (1 - keep) * self.transform.forward(x, logits)

@@ -14,6 +14,7 @@ the derivative of its forward, so no case differentiates through a true argmax. 
 Case names ending in `STE)` are such surrogates: `AutoregressiveFlow(LSTM, STE)` is the
 autoregressive flow's reverse with an LSTM network, audited through LinearisedArgmax.
 """
+
 import numpy
 
 from npflows import backend, nn
@@ -27,11 +28,18 @@ from .bipartite import MASKS, DiscreteBipartiteFlow
 from .conditioning import Conditioned
 from .model import FlowModel
 from .modular import OneHotScale, OneHotShift
-from .networks import MLP, BidirectionalLSTMNetwork, CausalMLP, LSTMNetwork, MaskedDense, StridedNetwork
+from .networks import (
+    MLP,
+    BidirectionalLSTMNetwork,
+    CausalMLP,
+    LSTMNetwork,
+    MaskedDense,
+    StridedNetwork,
+)
 from .onehot import one_hot, shift_right
+from .permute import Permute, Reverse
 from .predictive import PredictiveNetwork
 from .rank import RankBipartiteFlow
-from .permute import Permute, Reverse
 from .straight_through import LinearisedArgmax, SoftmaxTemperature
 from .table import PrefixTable
 
@@ -74,6 +82,7 @@ def _map_case(cls, direction):
         K = int(rng.choice(SOME_K))
         shape = (_size(rng), _size(rng), K)
         return Case(cls(K, direction), (rng.standard_normal(shape), rng.standard_normal(shape)))
+
     return build
 
 
@@ -94,7 +103,10 @@ def softmax_temperature(rng):
 def masked_dense(rng):
     fan_in, fan_out = _size(rng, 2, 6), _size(rng, 2, 6)
     mask = rng.random((fan_in, fan_out)) < 0.6
-    return Case(MaskedDense(fan_in, fan_out, mask, rng=rng, dtype=F64), (rng.standard_normal((_size(rng), fan_in)),))
+    return Case(
+        MaskedDense(fan_in, fan_out, mask, rng=rng, dtype=F64),
+        (rng.standard_normal((_size(rng), fan_in)),),
+    )
 
 
 @register("CausalMLP")
@@ -161,16 +173,28 @@ def permute(rng):
 @register("FlowModel(stack, STE)")
 def flow_model(rng):
     length, K = _size(rng, 2, 4), int(rng.choice(SOME_K))
-    flows = [linearise(_autoregressive_flow(rng, length, K)), Reverse(), linearise(_bipartite_flow(rng, length, K))]
-    base = AutoregressiveCategorical(CausalMLP(length, K, 6, K, rng=rng, dtype=F64), K) if rng.integers(2) \
+    flows = [
+        linearise(_autoregressive_flow(rng, length, K)),
+        Reverse(),
+        linearise(_bipartite_flow(rng, length, K)),
+    ]
+    base = (
+        AutoregressiveCategorical(CausalMLP(length, K, 6, K, rng=rng, dtype=F64), K)
+        if rng.integers(2)
         else FactorizedCategorical(length, K, rng=rng, dtype=F64, init_std=1.0)
+    )
     model = FlowModel(flows, base)
     return Case(Audited(model, model._log_prob_one_hot), (_one_hot(rng, _size(rng), length, K),))
 
 
 @register("LSTMNetwork(initial state)")
 def lstm_network(rng):
-    K, hidden, layers_, batch = int(rng.choice(SOME_K)), _size(rng, 2, 5), _size(rng, 1, 2), _size(rng)
+    K, hidden, layers_, batch = (
+        int(rng.choice(SOME_K)),
+        _size(rng, 2, 5),
+        _size(rng, 1, 2),
+        _size(rng),
+    )
     network = LSTMNetwork(K, hidden, _size(rng, 2, 6), num_layers=layers_, rng=rng, dtype=F64)
     state = tuple(0.5 * rng.standard_normal((layers_, batch, hidden)) for _ in range(2))
     return Case(network, (rng.standard_normal((batch, _size(rng, 1, 4), K)), state))
@@ -178,7 +202,12 @@ def lstm_network(rng):
 
 @register("AutoregressiveCategorical(context)")
 def autoregressive_base_context(rng):
-    K, hidden, batch, length = int(rng.choice(SOME_K)), _size(rng, 2, 5), _size(rng), _size(rng, 1, 4)
+    K, hidden, batch, length = (
+        int(rng.choice(SOME_K)),
+        _size(rng, 2, 5),
+        _size(rng),
+        _size(rng, 1, 4),
+    )
     base = AutoregressiveCategorical(LSTMNetwork(K, hidden, K, rng=rng, dtype=F64), K)
     context = tuple(0.5 * rng.standard_normal((1, batch, hidden)) for _ in range(2))
     return Case(Audited(base, base._log_prob_one_hot), (_one_hot(rng, batch, length, K), context))
@@ -204,20 +233,45 @@ def bipartite_flow_transformer(rng):
     parameter gradient falls below the audit's noise floor and rounding alone reached 9e-7 of the
     1e-6 threshold in 150 seeds; at 1 or 2 the worst of 150 seeds is 1e-7."""
     length, K, scale = _size(rng, 2, 4), int(rng.choice(SOME_K)), bool(rng.integers(2))
-    network = nn.Transformer(1, 8, 2, 8, causal=False, max_length=8, activation="gelu", in_features=K,
-                             out_features=2 * K if scale else K, rng=rng, dtype=F64)
+    network = nn.Transformer(
+        1,
+        8,
+        2,
+        8,
+        causal=False,
+        max_length=8,
+        activation="gelu",
+        in_features=K,
+        out_features=2 * K if scale else K,
+        rng=rng,
+        dtype=F64,
+    )
     randomise(network, rng)
     temperature = float(rng.choice([1.0, 2.0]))
-    flow = linearise(DiscreteBipartiteFlow(network, K, mask=str(rng.choice(MASKS)), scale=scale, temperature=temperature))
-    return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),), max_entries=20)
+    flow = linearise(
+        DiscreteBipartiteFlow(
+            network, K, mask=str(rng.choice(MASKS)), scale=scale, temperature=temperature
+        )
+    )
+    return Case(
+        Audited(flow, flow._reverse_one_hot),
+        (_one_hot(rng, _size(rng), length, K),),
+        max_entries=20,
+    )
 
 
 @register("PrefixTable")
 def prefix_table(rng):
     length, K = _size(rng, 1, 4), int(rng.choice(SOME_K[:5]))
-    examples = shift_right(_one_hot(rng, 6, length, K))  # a flow's inputs: a zero start vector first
-    network = PrefixTable(examples, _size(rng, 2, 5), min_count=_size(rng, 1, 2), rng=rng, dtype=F64, init_std=1.0)
-    inputs = numpy.concatenate([examples[:3], shift_right(_one_hot(rng, 2, length, K))])  # seen and unseen prefixes
+    examples = shift_right(
+        _one_hot(rng, 6, length, K)
+    )  # a flow's inputs: a zero start vector first
+    network = PrefixTable(
+        examples, _size(rng, 2, 5), min_count=_size(rng, 1, 2), rng=rng, dtype=F64, init_std=1.0
+    )
+    inputs = numpy.concatenate(
+        [examples[:3], shift_right(_one_hot(rng, 2, length, K))]
+    )  # seen and unseen prefixes
     return Case(network, (inputs,))
 
 
@@ -225,24 +279,44 @@ def prefix_table(rng):
 def autoregressive_flow_table(rng):
     length, K, scale = _size(rng, 2, 4), int(rng.choice(SOME_K[:5])), bool(rng.integers(2))
     y = _one_hot(rng, _size(rng, 2, 5), length, K)
-    network = PrefixTable(shift_right(y[:-1]), 2 * K if scale else K, rng=rng, dtype=F64, init_std=1.0)
+    network = PrefixTable(
+        shift_right(y[:-1]), 2 * K if scale else K, rng=rng, dtype=F64, init_std=1.0
+    )
     flow = linearise(DiscreteAutoregressiveFlow(network, K, scale=scale))
     return Case(Audited(flow, flow._reverse_one_hot), (y,))
 
 
 @register("Conditioned(LSTMNetwork)")
 def conditioned_network(rng):
-    K, features, batch, length = int(rng.choice(SOME_K)), _size(rng, 1, 4), _size(rng), _size(rng, 1, 4)
-    network = Conditioned(LSTMNetwork(K + features, _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64), K, features)
-    network.set_condition(backend.asarray(rng.standard_normal((batch, length, features))))  # data lives on the device
+    K, features, batch, length = (
+        int(rng.choice(SOME_K)),
+        _size(rng, 1, 4),
+        _size(rng),
+        _size(rng, 1, 4),
+    )
+    network = Conditioned(
+        LSTMNetwork(K + features, _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64),
+        K,
+        features,
+    )
+    network.set_condition(
+        backend.asarray(rng.standard_normal((batch, length, features)))
+    )  # data lives on the device
     return Case(network, (rng.standard_normal((batch, length, K)),))
 
 
 @register("BidirectionalLSTMNetwork")
 def bidirectional_lstm_network(rng):
     K, batch, length = int(rng.choice(SOME_K)), _size(rng), _size(rng, 1, 4)
-    network = BidirectionalLSTMNetwork(K, _size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 6),
-                                       num_layers=int(rng.integers(1, 3)), rng=rng, dtype=F64)
+    network = BidirectionalLSTMNetwork(
+        K,
+        _size(rng, 2, 4),
+        _size(rng, 2, 5),
+        _size(rng, 2, 6),
+        num_layers=int(rng.integers(1, 3)),
+        rng=rng,
+        dtype=F64,
+    )
     return Case(network, (rng.standard_normal((batch, length, K)),))
 
 
@@ -263,7 +337,9 @@ def rank_bipartite_flow(rng):
     is 0 away from ties, which random logits avoid), so finite differences audit the whole
     training pass as it is: no surrogate needed."""
     length, K = _size(rng, 2, 4), int(rng.choice(SOME_K))
-    network = PredictiveNetwork(MLP(length, K, _size(rng, 3, 8), K, rng=rng, dtype=F64), K, anchor=0)
+    network = PredictiveNetwork(
+        MLP(length, K, _size(rng, 3, 8), K, rng=rng, dtype=F64), K, anchor=0
+    )
     flow = RankBipartiteFlow(network, K, mask=str(rng.choice(MASKS)))
     return Case(Audited(flow, flow._reverse_one_hot), (_one_hot(rng, _size(rng), length, K),))
 
@@ -274,5 +350,9 @@ def strided_network(rng):
     hierarchical level's network (stride 2^l, any offset)."""
     stride, K = int(rng.choice([1, 2, 3, 4])), int(rng.choice(SOME_K))
     length, offset = _size(rng, stride, 3 * stride), int(rng.integers(0, stride))
-    inner = BidirectionalLSTMNetwork(K, _size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64)
-    return Case(StridedNetwork(inner, stride, offset), (rng.standard_normal((_size(rng), length, K)),))
+    inner = BidirectionalLSTMNetwork(
+        K, _size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 6), rng=rng, dtype=F64
+    )
+    return Case(
+        StridedNetwork(inner, stride, offset), (rng.standard_normal((_size(rng), length, K)),)
+    )

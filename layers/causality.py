@@ -17,6 +17,7 @@ Bipartite flows need no such property: their network sees the kept positions onl
 are zeroed before it runs) and its output at kept positions is ignored, so any network gives a
 bijection (layers/bipartite.py).
 """
+
 from contextlib import contextmanager
 
 import numpy
@@ -31,7 +32,8 @@ def require_declared_causal(owner, network):
         raise ValueError(
             f"{owner}: expected a network that declares causal = True (its output at d reads inputs at positions "
             f"<= d only), got {type(network).__name__} with causal = {declared!r}; a network you have made causal "
-            "declares it with a class attribute `causal = True` (layers.check_causal probes it)")
+            "declares it with a class attribute `causal = True` (layers.check_causal probes it)"
+        )
 
 
 @contextmanager
@@ -44,7 +46,9 @@ def _probing(network, seed=0):
     try:
         for param in params:  # roughly unit-variance pre-activations: fan-in scaling for matrices
             std = 1.0 / numpy.sqrt(param.data.shape[0]) if param.data.ndim >= 2 else 0.5
-            param.data[...] = backend.array_module(param.data).asarray(rng.normal(0.0, std, param.data.shape))
+            param.data[...] = backend.array_module(param.data).asarray(
+                rng.normal(0.0, std, param.data.shape)
+            )
         network.eval()
         yield
     finally:
@@ -76,12 +80,19 @@ def check_causal(network, inputs, *extra, owner="check_causal"):
         reference = network.forward(inputs, *extra)
         xp = backend.array_module(reference)
         # explicit host reads (a probe, not a training step): the strict stand-in refuses float() of device arrays
-        tolerance = 16 * float(xp.finfo(reference.dtype).eps) * (1.0 + backend.to_host_scalar(xp.abs(reference).max()))
+        tolerance = (
+            16
+            * float(xp.finfo(reference.dtype).eps)
+            * (1.0 + backend.to_host_scalar(xp.abs(reference).max()))
+        )
         for position in range(1, length):
             moved = network.forward(_changed_at(inputs, position), *extra)
-            change = backend.to_host_scalar(xp.abs(moved[:, :position] - reference[:, :position]).max())
+            change = backend.to_host_scalar(
+                xp.abs(moved[:, :position] - reference[:, :position]).max()
+            )
             if not change <= tolerance:  # NaN counts as moved
                 raise ValueError(
                     f"{owner}: expected a causal network (output at t independent of inputs after t), got "
                     f"{type(network).__name__} whose outputs at positions < {position} moved by {change:.3g} when "
-                    f"its input at position {position} changed")
+                    f"its input at position {position} changed"
+                )

@@ -7,10 +7,21 @@ logits: (B, D, K) location logits, or (B, D, 2K) = (loc_logits, scale_logits) wi
     forward (base -> data):  y = (loc + scale x) mod K        (one-hot: scale, then shift)
 Only `reverse` on one-hot input keeps state for `backward`; ids take the integer route.
 """
+
 from npflows import backend
 from npflows.module import Module
 
-from .modular import DETECT, OneHotScale, OneHotShift, exact_one_hot_ids, invertible_mask, inverse_table, scale_logit_mask, table, weighted_permutation
+from .modular import (
+    DETECT,
+    OneHotScale,
+    OneHotShift,
+    exact_one_hot_ids,
+    inverse_table,
+    invertible_mask,
+    scale_logit_mask,
+    table,
+    weighted_permutation,
+)
 from .straight_through import OneHotArgmax
 
 
@@ -43,7 +54,7 @@ class LocationScale(Module):
         if not self.scale:
             return loc_logits, None
         xp = backend.array_module(logits)
-        return loc_logits, logits[..., self.K:] + scale_logit_mask(self.K, logits.dtype, xp)
+        return loc_logits, logits[..., self.K :] + scale_logit_mask(self.K, logits.dtype, xp)
 
     # -- one-hot, data -> base, with backward ---------------------------------------------
     def reverse(self, y, logits, exact=False):
@@ -52,18 +63,28 @@ class LocationScale(Module):
         loc_logits, scale_logits = self._split(logits)
         y_ids = backend.array_module(y).argmax(y, axis=-1) if exact else exact_one_hot_ids(y)
         loc_ids = self._argmax_ids(self.loc_argmax, loc_logits)
-        shifted = self.unshift.forward(y, self.loc_argmax.forward(loc_logits), v_ids=y_ids, w_ids=loc_ids)
+        shifted = self.unshift.forward(
+            y, self.loc_argmax.forward(loc_logits), v_ids=y_ids, w_ids=loc_ids
+        )
         if not self.scale:
             return shifted
         shifted_ids = DETECT if loc_ids is DETECT or y_ids is None else (y_ids - loc_ids) % self.K
-        return self.unscale.forward(shifted, self.scale_argmax.forward(scale_logits), v_ids=shifted_ids,
-                                    w_ids=self._argmax_ids(self.scale_argmax, scale_logits))
+        return self.unscale.forward(
+            shifted,
+            self.scale_argmax.forward(scale_logits),
+            v_ids=shifted_ids,
+            w_ids=self._argmax_ids(self.scale_argmax, scale_logits),
+        )
 
     @staticmethod
     def _argmax_ids(argmax, logits):
         """The ids of argmax.forward(logits) when it is exactly one-hot (no detection, no host
         sync); DETECT for the audit's linearised stand-in."""
-        return backend.array_module(logits).argmax(logits, axis=-1) if argmax.exactly_one_hot else DETECT
+        return (
+            backend.array_module(logits).argmax(logits, axis=-1)
+            if argmax.exactly_one_hot
+            else DETECT
+        )
 
     def backward(self, grad_x):
         # docs/gradients.md#location-scale-reverse, eqs. (LS1)-(LS3)
@@ -86,7 +107,9 @@ class LocationScale(Module):
         if self.scale:  # the weights are argmaxes, exactly one-hot: the O(K) gather (w_ids)
             mask = invertible_mask(self.K, xp).astype(x.dtype)
             scale_ids = xp.argmax(scale_logits, axis=-1)
-            x = weighted_permutation(x, None, table("scale_forward", self.K, xp), mask, w_ids=scale_ids)
+            x = weighted_permutation(
+                x, None, table("scale_forward", self.K, xp), mask, w_ids=scale_ids
+            )
         loc_ids = xp.argmax(loc_logits, axis=-1)
         return weighted_permutation(x, None, table("shift_forward", self.K, xp), w_ids=loc_ids)
 

@@ -1,4 +1,5 @@
 """FlowModel: a stack of discrete flows on a base distribution (paper sec. 3.1: no log-determinant)."""
+
 from npflows.module import Module
 
 from .onehot import ONE_HOT, check_sample_count, parameter_dtype, representation
@@ -20,11 +21,15 @@ class FlowModel(Module):
         self.K = getattr(base, "K", None)
         for flow in self.flows:
             if not isinstance(flow, Module) or not callable(getattr(flow, "reverse", None)):
-                raise ValueError(f"FlowModel: expected flows with forward/reverse/backward, got {type(flow).__name__}")
+                raise ValueError(
+                    f"FlowModel: expected flows with forward/reverse/backward, got {type(flow).__name__}"
+                )
             flow_K = getattr(flow, "K", None)
             if flow_K is not None and self.K is not None and flow_K != self.K:
-                raise ValueError(f"FlowModel: expected every flow to have K = {self.K} (the base's), "
-                                 f"got {type(flow).__name__} with K = {flow_K}")
+                raise ValueError(
+                    f"FlowModel: expected every flow to have K = {self.K} (the base's), "
+                    f"got {type(flow).__name__} with K = {flow_K}"
+                )
 
     def reverse(self, y):
         """data -> base: (B, D) ids or (B, D, K) one-hot, same representation out."""
@@ -44,7 +49,9 @@ class FlowModel(Module):
         if kind == ONE_HOT:
             dtype = parameter_dtype(self)
             if y.dtype != dtype:
-                raise ValueError(f"FlowModel: expected a one-hot array of dtype {dtype} (the parameters' dtype), got {y.dtype}")
+                raise ValueError(
+                    f"FlowModel: expected a one-hot array of dtype {dtype} (the parameters' dtype), got {y.dtype}"
+                )
             return self._log_prob_one_hot(y, context, exact=True)
         x = self.reverse(y)
         self._saved = context is not None
@@ -55,9 +62,17 @@ class FlowModel(Module):
         (unvalidated: the audit perturbs y off the one-hot set); exact: y was validated, and
         each flow maps exact one-hot to exact one-hot, so no flow needs to detect it."""
         for flow in self.flows:
-            y = flow._reverse_one_hot(y, exact) if hasattr(flow, "_reverse_one_hot") else flow.reverse(y)
+            y = (
+                flow._reverse_one_hot(y, exact)
+                if hasattr(flow, "_reverse_one_hot")
+                else flow.reverse(y)
+            )
         self._saved = context is not None
-        return self.base._log_prob_one_hot(y) if context is None else self.base._log_prob_one_hot(y, context)
+        return (
+            self.base._log_prob_one_hot(y)
+            if context is None
+            else self.base._log_prob_one_hot(y, context)
+        )
 
     def backward(self, grad_log_prob):
         # docs/gradients.md#flow-model: the chain rule, base first, then the flows last to first
@@ -71,5 +86,9 @@ class FlowModel(Module):
     def sample(self, n, rng=None, context=None):
         """n one-hot samples (n, D, K): base samples pushed through the flows' forward passes."""
         check_sample_count("FlowModel", n)
-        x = self.base.sample(n, rng) if context is None else self.base.sample(n, rng, context=context)
+        x = (
+            self.base.sample(n, rng)
+            if context is None
+            else self.base.sample(n, rng, context=context)
+        )
         return self.forward(x)

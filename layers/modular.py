@@ -20,6 +20,7 @@ one-hot (always, in training: it is an argmax) the sum has one term, a gather of
 O(K) per position; when v is one-hot too, grad_w is one gather of grad_out (eq. (OH1) with v one-hot). The
 general form remains for other inputs (the finite-difference audit perturbs v and w).
 """
+
 from functools import lru_cache
 
 import numpy
@@ -60,10 +61,14 @@ def _host_tables(K):
         "inverse": inverse,
         "invertible": invertible,
         # index[k, s] for the maps of the module docstring; "<name>_T" is the transpose
-        "shift_reverse": (k + s) % K, "shift_reverse_T": (k - s) % K,   # x = y - loc
-        "shift_forward": (k - s) % K, "shift_forward_T": (k + s) % K,   # y = x + loc
-        "scale_reverse": (k * scale_s) % K, "scale_reverse_T": (k * inv_s) % K,  # x = y / scale
-        "scale_forward": (k * inv_s) % K, "scale_forward_T": (k * scale_s) % K,  # y = scale x
+        "shift_reverse": (k + s) % K,
+        "shift_reverse_T": (k - s) % K,  # x = y - loc
+        "shift_forward": (k - s) % K,
+        "shift_forward_T": (k + s) % K,  # y = x + loc
+        "scale_reverse": (k * scale_s) % K,
+        "scale_reverse_T": (k * inv_s) % K,  # x = y / scale
+        "scale_forward": (k * inv_s) % K,
+        "scale_forward_T": (k * scale_s) % K,  # y = scale x
     }
 
 
@@ -98,7 +103,9 @@ def _check_scale(layer, scale, K):
     bad = ~invertible_mask(K, xp)[scale % K]
     if bool(bad.any()):
         values = sorted({int(v) for v in backend.to_numpy(scale[bad]).ravel()})[:5]
-        raise ValueError(f"{layer}: expected scale values invertible mod {K} (gcd(scale, K) = 1), got {values}")
+        raise ValueError(
+            f"{layer}: expected scale values invertible mod {K} (gcd(scale, K) = 1), got {values}"
+        )
 
 
 def mod_forward(x, loc, scale, K):
@@ -125,7 +132,9 @@ def exact_one_hot_ids(array):
     """(...) int ids when `array` (..., K) is exactly one-hot (entries 0/1, one 1 per row), else None."""
     xp = backend.array_module(array)
     binary = xp.logical_or(array == 0, array == 1).all()
-    if not backend.to_host_scalar(binary & (array.sum(axis=-1) == 1).all()):  # one host sync per call
+    if not backend.to_host_scalar(
+        binary & (array.sum(axis=-1) == 1).all()
+    ):  # one host sync per call
         return None
     return xp.argmax(array, axis=-1)
 
@@ -148,7 +157,9 @@ def weighted_permutation(v, w, index, column_mask=None, w_ids=None):
     return backend.array_module(v).ascontiguousarray((gathered @ weights[..., None])[..., 0])
 
 
-def weighted_permutation_backward(grad_out, v, w, index, transpose, column_mask=None, v_ids=None, w_ids=None):
+def weighted_permutation_backward(
+    grad_out, v, w, index, transpose, column_mask=None, v_ids=None, w_ids=None
+):
     """Gradients (grad_v, grad_w) of weighted_permutation; docs/gradients.md eqs. (OH1)-(OH2).
 
     With both v_ids and w_ids (v and w exactly one-hot) two O(K) gathers:
@@ -156,7 +167,9 @@ def weighted_permutation_backward(grad_out, v, w, index, transpose, column_mask=
     (the k with index[k, s] = y is transpose[y, s]: column s of transpose inverts column s of index)."""
     xp = backend.array_module(v)
     if v_ids is not None and w_ids is not None:
-        grad_v = xp.take_along_axis(grad_out, transpose.T[w_ids], axis=-1) * _column_weight(column_mask, w_ids)
+        grad_v = xp.take_along_axis(grad_out, transpose.T[w_ids], axis=-1) * _column_weight(
+            column_mask, w_ids
+        )
         grad_w = xp.take_along_axis(grad_out, transpose[v_ids], axis=-1)
         if column_mask is not None:
             grad_w = grad_w * column_mask
@@ -177,7 +190,9 @@ class _OneHotMap(Module):
 
     def __init__(self, K, direction):
         if direction not in DIRECTIONS:
-            raise ValueError(f"{type(self).__name__}: expected direction in {DIRECTIONS}, got {direction!r}")
+            raise ValueError(
+                f"{type(self).__name__}: expected direction in {DIRECTIONS}, got {direction!r}"
+            )
         _host_tables(K)  # validates K
         self.K, self.direction = int(K), direction
 
@@ -194,9 +209,13 @@ class _OneHotMap(Module):
         detected (a host sync on a device)."""
         for array in (v, w):
             if array.shape[-1:] != (self.K,):
-                raise ValueError(f"{type(self).__name__}: expected last dimension {self.K}, got shape {tuple(array.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__}: expected last dimension {self.K}, got shape {tuple(array.shape)}"
+                )
         if v.shape != w.shape:
-            raise ValueError(f"{type(self).__name__}: expected v and w of one shape, got {tuple(v.shape)} and {tuple(w.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected v and w of one shape, got {tuple(v.shape)} and {tuple(w.shape)}"
+            )
         index, _, mask = self._tables(backend.array_module(v))
         w_ids = exact_one_hot_ids(w) if w_ids is DETECT else w_ids
         if w_ids is None:
@@ -204,7 +223,9 @@ class _OneHotMap(Module):
         elif v_ids is DETECT:
             v_ids = exact_one_hot_ids(v)
         self._saved = (v, w, v_ids, w_ids)
-        return weighted_permutation(v, w, index, None if mask is None else mask.astype(w.dtype), w_ids)
+        return weighted_permutation(
+            v, w, index, None if mask is None else mask.astype(w.dtype), w_ids
+        )
 
     def backward(self, grad_out):
         # docs/gradients.md#one-hot-shift-and-scale, eqs. (OH1)-(OH2)
@@ -235,4 +256,3 @@ class OneHotScale(_OneHotMap):
     """
 
     kind = "scale"
-

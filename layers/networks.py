@@ -10,6 +10,7 @@
 - npflows.nn.Transformer(..., causal=True, in_features=K, out_features=out) fits as it is.
 CausalMLP and MLP have a fixed length D (the synthetic experiments have one).
 """
+
 import numpy
 
 from npflows import backend, init, nn
@@ -23,9 +24,13 @@ class MaskedDense(Module):
     def __init__(self, in_features, out_features, mask, bias=True, rng=None, dtype=None):
         mask = numpy.asarray(mask)
         if mask.shape != (in_features, out_features):
-            raise ValueError(f"MaskedDense: expected mask of shape {(in_features, out_features)}, got {mask.shape}")
+            raise ValueError(
+                f"MaskedDense: expected mask of shape {(in_features, out_features)}, got {mask.shape}"
+            )
         self.in_features, self.out_features = in_features, out_features
-        self.weight = init.uniform(rng, (in_features, out_features), 1.0 / numpy.sqrt(in_features), dtype)
+        self.weight = init.uniform(
+            rng, (in_features, out_features), 1.0 / numpy.sqrt(in_features), dtype
+        )
         self.bias = init.constant((out_features,), 0.0, dtype) if bias else None
         self.mask = mask.astype(bool)  # host copy; `_device_mask` caches it per device and dtype
         self._mask_cache = {}
@@ -64,7 +69,8 @@ def _check_sequence(module, x):
     expect_float(module, x)
     if x.ndim != 3 or x.shape[1:] != (module.length, module.K):
         raise ValueError(
-            f"{type(module).__name__}: expected input of shape (batch, {module.length}, {module.K}), got {tuple(x.shape)}"
+            f"{type(module).__name__}: expected input of shape (batch, {module.length}, {module.K}), "
+            f"got {tuple(x.shape)}"
         )
 
 
@@ -84,16 +90,32 @@ class CausalMLP(Module):
         degree_in = numpy.repeat(numpy.arange(length), K)
         degree_hidden = numpy.arange(hidden) % length
         degree_out = numpy.repeat(numpy.arange(length), out_features)
-        self.first = MaskedDense(length * K, hidden, degree_in[:, None] <= degree_hidden[None, :], rng=rng, dtype=dtype)
+        self.first = MaskedDense(
+            length * K, hidden, degree_in[:, None] <= degree_hidden[None, :], rng=rng, dtype=dtype
+        )
         self.activation = nn.Tanh()
-        self.second = MaskedDense(hidden, length * out_features, degree_hidden[:, None] <= degree_out[None, :], rng=rng, dtype=dtype)
-        self.direct = MaskedDense(length * K, length * out_features, degree_in[:, None] <= degree_out[None, :],
-                                  bias=False, rng=rng, dtype=dtype)
+        self.second = MaskedDense(
+            hidden,
+            length * out_features,
+            degree_hidden[:, None] <= degree_out[None, :],
+            rng=rng,
+            dtype=dtype,
+        )
+        self.direct = MaskedDense(
+            length * K,
+            length * out_features,
+            degree_in[:, None] <= degree_out[None, :],
+            bias=False,
+            rng=rng,
+            dtype=dtype,
+        )
 
     def forward(self, x):
         _check_sequence(self, x)
         flat = x.reshape(x.shape[0], -1)
-        out = self.second.forward(self.activation.forward(self.first.forward(flat))) + self.direct.forward(flat)
+        out = self.second.forward(
+            self.activation.forward(self.first.forward(flat))
+        ) + self.direct.forward(flat)
         return out.reshape(x.shape[0], self.length, self.out_features)
 
     def backward(self, grad_out):
@@ -112,12 +134,17 @@ class MLP(Module):
     def __init__(self, length, K, hidden, out_features, rng=None, dtype=None):
         rng = init.as_generator(rng)
         self.length, self.K, self.out_features = length, K, out_features
-        self.body = nn.Sequential(nn.Dense(length * K, hidden, rng=rng, dtype=dtype), nn.Tanh(),
-                                  nn.Dense(hidden, length * out_features, rng=rng, dtype=dtype))
+        self.body = nn.Sequential(
+            nn.Dense(length * K, hidden, rng=rng, dtype=dtype),
+            nn.Tanh(),
+            nn.Dense(hidden, length * out_features, rng=rng, dtype=dtype),
+        )
 
     def forward(self, x):
         _check_sequence(self, x)
-        return self.body.forward(x.reshape(x.shape[0], -1)).reshape(x.shape[0], self.length, self.out_features)
+        return self.body.forward(x.reshape(x.shape[0], -1)).reshape(
+            x.shape[0], self.length, self.out_features
+        )
 
     def backward(self, grad_out):
         # docs/gradients.md#sequential, through the flattening reshape
@@ -147,7 +174,9 @@ class LSTMNetwork(Module):
     def forward(self, x, state=None):
         expect_float(self, x)
         if x.ndim != 3 or x.shape[-1] != self.K:
-            raise ValueError(f"LSTMNetwork: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"LSTMNetwork: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}"
+            )
         hidden_states, _ = self.lstm.forward(x, state)
         self._saved = state is not None
         return self.output.forward(hidden_states)
@@ -188,7 +217,9 @@ class BidirectionalLSTMNetwork(Module):
     def forward(self, x):
         expect_float(self, x)
         if x.ndim != 3 or x.shape[-1] != self.K:
-            raise ValueError(f"BidirectionalLSTMNetwork: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"BidirectionalLSTMNetwork: expected input of shape (batch, length, {self.K}), got {tuple(x.shape)}"
+            )
         xp = backend.array_module(x)
         embedded = self.embedding.forward(x)
         left_to_right, _ = self.forward_lstm.forward(embedded)
@@ -201,8 +232,12 @@ class BidirectionalLSTMNetwork(Module):
         self._take_saved()
         xp = backend.array_module(grad_logits)
         grad_hidden = self.output.backward(grad_logits)
-        grad_embedded = self.forward_lstm.backward(xp.ascontiguousarray(grad_hidden[..., :self.hidden]))
-        grad_reversed = self.backward_lstm.backward(xp.ascontiguousarray(grad_hidden[..., self.hidden:][:, ::-1]))
+        grad_embedded = self.forward_lstm.backward(
+            xp.ascontiguousarray(grad_hidden[..., : self.hidden])
+        )
+        grad_reversed = self.backward_lstm.backward(
+            xp.ascontiguousarray(grad_hidden[..., self.hidden :][:, ::-1])
+        )
         grad_embedded += grad_reversed[:, ::-1]
         return self.embedding.backward(grad_embedded)
 
@@ -222,15 +257,17 @@ class StridedNetwork(Module):
 
     def __init__(self, inner, stride, offset=0):
         if int(stride) < 1 or not 0 <= int(offset) < int(stride):
-            raise ValueError(f"StridedNetwork: expected stride >= 1 and 0 <= offset < stride, got {stride}, {offset}")
+            raise ValueError(
+                f"StridedNetwork: expected stride >= 1 and 0 <= offset < stride, got {stride}, {offset}"
+            )
         self.inner, self.stride, self.offset = inner, int(stride), int(offset)
         self.output = getattr(inner, "output", None)
 
     def forward(self, x):
         xp = backend.array_module(x)
-        picked = self.inner.forward(xp.ascontiguousarray(x[:, self.offset::self.stride]))
+        picked = self.inner.forward(xp.ascontiguousarray(x[:, self.offset :: self.stride]))
         out = xp.zeros(x.shape[:2] + picked.shape[2:], dtype=picked.dtype)
-        out[:, self.offset::self.stride] = picked
+        out[:, self.offset :: self.stride] = picked
         self._saved = x.shape
         return out
 
@@ -238,7 +275,9 @@ class StridedNetwork(Module):
         # the gather's transpose: the sub-grid's gradient in place, 0 at the positions not read
         shape = self._take_saved()
         xp = backend.array_module(grad_out)
-        grad_picked = self.inner.backward(xp.ascontiguousarray(grad_out[:, self.offset::self.stride]))
+        grad_picked = self.inner.backward(
+            xp.ascontiguousarray(grad_out[:, self.offset :: self.stride])
+        )
         grad_x = xp.zeros(shape, dtype=grad_picked.dtype)
-        grad_x[:, self.offset::self.stride] = grad_picked
+        grad_x[:, self.offset :: self.stride] = grad_picked
         return grad_x

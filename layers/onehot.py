@@ -4,6 +4,7 @@
   it, so the straight-through gradient can reach the data side of each flow.
 - ids: integer array (B, D) with values in [0, K). Sampling and evaluation accept it too.
 """
+
 import numpy
 
 from npflows import backend
@@ -20,7 +21,9 @@ def one_hot(ids, K, dtype=None):
     """ids: (...) integers in [0, K) -> (..., K) float one-hot (dtype: default float dtype).
     An id outside [0, K) is a ValueError (it would be an all-zero row, no symbol at all)."""
     if not is_ids(ids):
-        raise ValueError(f"one_hot: expected an integer array of ids, got {getattr(ids, 'dtype', type(ids).__name__)}")
+        raise ValueError(
+            f"one_hot: expected an integer array of ids, got {getattr(ids, 'dtype', type(ids).__name__)}"
+        )
     check_id_range("one_hot", ids, K, noun="ids")
     return one_hot_of_valid_ids(ids, K, dtype)
 
@@ -40,27 +43,37 @@ def to_ids(one_hot_array):
 
 def check_ids(layer, ids, K):
     if ids.ndim != 2:
-        raise ValueError(f"{layer}: expected token ids of shape (batch, length), got shape {tuple(ids.shape)}")
+        raise ValueError(
+            f"{layer}: expected token ids of shape (batch, length), got shape {tuple(ids.shape)}"
+        )
     check_id_range(layer, ids, K)
 
 
 def check_one_hot(layer, x, K):
     if x.ndim != 3:
-        raise ValueError(f"{layer}: expected a one-hot array of shape (batch, length, {K}), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{layer}: expected a one-hot array of shape (batch, length, {K}), got shape {tuple(x.shape)}"
+        )
     if x.shape[-1] != K:
-        raise ValueError(f"{layer}: expected K = {K} classes on the one-hot axis, got {x.shape[-1]}")
+        raise ValueError(
+            f"{layer}: expected K = {K} classes on the one-hot axis, got {x.shape[-1]}"
+        )
     xp = backend.array_module(x)
     binary = xp.logical_or(x == 0, x == 1).all()
     rows_sum_to_one = (x.sum(axis=-1) == 1).all()
     # on a device checked at the next raise_failed_checks: no host sync here
-    backend.check_later(binary & rows_sum_to_one,
-                        f"{layer}: expected a one-hot array (entries 0/1, one 1 per position), got other values")
+    backend.check_later(
+        binary & rows_sum_to_one,
+        f"{layer}: expected a one-hot array (entries 0/1, one 1 per position), got other values",
+    )
 
 
 def representation(layer, x, K):
     """Validate `x` as ids (B, D) or one-hot (B, D, K), B >= 1; return IDS or ONE_HOT."""
     if not hasattr(x, "dtype"):
-        raise ValueError(f"{layer}: expected an array of ids or one-hot floats, got {type(x).__name__}")
+        raise ValueError(
+            f"{layer}: expected an array of ids or one-hot floats, got {type(x).__name__}"
+        )
     if is_ids(x):
         check_ids(layer, x, K)
         kind = IDS
@@ -68,9 +81,13 @@ def representation(layer, x, K):
         check_one_hot(layer, x, K)
         kind = ONE_HOT
     else:
-        raise ValueError(f"{layer}: expected integer ids or a float one-hot array, got dtype {x.dtype}")
+        raise ValueError(
+            f"{layer}: expected integer ids or a float one-hot array, got dtype {x.dtype}"
+        )
     if x.shape[0] == 0:  # no log-likelihood to report (a mean over it would be NaN)
-        raise ValueError(f"{layer}: expected a batch of at least one sequence, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{layer}: expected a batch of at least one sequence, got shape {tuple(x.shape)}"
+        )
     return kind
 
 
@@ -109,11 +126,15 @@ def as_one_hot(layer, x, K, dtype):
     if kind == IDS:
         return kind, one_hot_of_valid_ids(x, K, dtype)
     if x.dtype != dtype:
-        raise ValueError(f"{layer}: expected a one-hot array of dtype {numpy.dtype(dtype)} (the parameters' dtype), got {x.dtype}")
+        raise ValueError(
+            f"{layer}: expected a one-hot array of dtype {numpy.dtype(dtype)} (the parameters' dtype), got {x.dtype}"
+        )
     return kind, x
 
 
 def backward_needs_one_hot(layer, saved):
     if saved == IDS:
-        raise RuntimeError(f"{layer}: backward follows a pass on one-hot input; this pass had integer ids")
+        raise RuntimeError(
+            f"{layer}: backward follows a pass on one-hot input; this pass had integer ids"
+        )
     return saved

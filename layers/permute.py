@@ -1,4 +1,5 @@
 """Reordering flows: Permute(order) and Reverse(). Bijections with no parameters, on ids or one-hot."""
+
 import numpy
 
 from npflows import backend
@@ -19,9 +20,14 @@ class Permute(Module):
 
     def __init__(self, order):
         order = numpy.asarray(backend.to_numpy(order))
-        if order.ndim != 1 or not numpy.issubdtype(order.dtype, numpy.integer) or \
-                not numpy.array_equal(numpy.sort(order), numpy.arange(len(order))):
-            raise ValueError(f"{type(self).__name__}: expected a permutation of 0..D-1, got {order.tolist()}")
+        if (
+            order.ndim != 1
+            or not numpy.issubdtype(order.dtype, numpy.integer)
+            or not numpy.array_equal(numpy.sort(order), numpy.arange(len(order)))
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: expected a permutation of 0..D-1, got {order.tolist()}"
+            )
         self.order = order
 
     def _orders(self, x):
@@ -33,8 +39,10 @@ class Permute(Module):
                 f"got shape {tuple(getattr(x, 'shape', ()))}"
             )
         xp = backend.array_module(x)
-        return (backend.cached_copy(self, "order", self.order, xp),
-                backend.cached_copy(self, "inverse", numpy.argsort(self.order), xp))
+        return (
+            backend.cached_copy(self, "order", self.order, xp),
+            backend.cached_copy(self, "inverse", numpy.argsort(self.order), xp),
+        )
 
     def forward(self, x):
         order, _ = self._orders(x)
@@ -58,7 +66,10 @@ class Reverse(Permute):
 
     def _orders(self, x):
         if not hasattr(x, "ndim") or x.ndim not in (2, 3):
-            raise ValueError(f"Reverse: expected (batch, length) ids or (batch, length, K) one-hot, got shape {tuple(getattr(x, 'shape', ()))}")
+            raise ValueError(
+                "Reverse: expected (batch, length) ids or (batch, length, K) one-hot, "
+                f"got shape {tuple(getattr(x, 'shape', ()))}"
+            )
         xp = backend.array_module(x)
         flipped = xp.arange(x.shape[1])[::-1].copy()
         return flipped, flipped

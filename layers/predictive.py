@@ -5,6 +5,7 @@ The straight-through gradient alone does not move a bipartite flow's network awa
 flow transforms, whose argmax is shifted to a fixed anchor symbol, and adds a cross-entropy on that
 prediction to the backward pass. The flow stays a bijection; only its training signal changes.
 """
+
 import numpy
 
 from npflows import backend, nn
@@ -40,11 +41,19 @@ class PredictiveNetwork(Module):
 
     GATE_LEAD = 10.0
 
-    def __init__(self, inner, K, anchor, aux_weight=0.0, ste_weight=1.0, confidence=0.0, second_choice=False):
+    def __init__(
+        self, inner, K, anchor, aux_weight=0.0, ste_weight=1.0, confidence=0.0, second_choice=False
+    ):
         if not 0.0 <= confidence <= 1.0:
-            raise ValueError(f"PredictiveNetwork: expected a confidence in [0, 1], got {confidence}")
+            raise ValueError(
+                f"PredictiveNetwork: expected a confidence in [0, 1], got {confidence}"
+            )
         self.inner, self.K, self.anchor, self.aux_weight = inner, K, int(anchor), float(aux_weight)
-        self.ste_weight, self.confidence, self.second_choice = float(ste_weight), float(confidence), bool(second_choice)
+        self.ste_weight, self.confidence, self.second_choice = (
+            float(ste_weight),
+            float(confidence),
+            bool(second_choice),
+        )
         self.output = getattr(inner, "output", None)  # what identity initialisation zeroes
         self.target, self.aux_scale = None, 0.0
         self._roll = (numpy.arange(K) + self.anchor) % K
@@ -53,13 +62,15 @@ class PredictiveNetwork(Module):
         xp = backend.array_module(x)
         logits = self.inner.forward(x)
         if self.second_choice:
-            rolled = self._second_choice_logits(logits[..., :self.K])
+            rolled = self._second_choice_logits(logits[..., : self.K])
         else:
             roll = backend.cached_copy(self, "roll", self._roll, xp)
-            rolled = xp.concatenate([logits[..., :self.K][..., roll], logits[..., self.K:]], axis=-1)
+            rolled = xp.concatenate(
+                [logits[..., : self.K][..., roll], logits[..., self.K :]], axis=-1
+            )
         gate, probs = None, None
         if self.confidence > 0.0 or (self.target is not None and self.aux_weight):
-            probs = nn.softmax(logits[..., :self.K])  # the gate's and the auxiliary loss's
+            probs = nn.softmax(logits[..., : self.K])  # the gate's and the auxiliary loss's
         if self.confidence > 0.0:
             gate = probs.max(axis=-1) < self.confidence  # (B, D)
             # the identity: location 0 (and scale 1) by a clear lead; where, not a boolean-mask
@@ -80,13 +91,23 @@ class PredictiveNetwork(Module):
         if self.second_choice:  # piecewise constant in the prediction: no straight-through term
             grad[...] = 0.0
         else:
-            grad[..., backend.cached_copy(self, "roll", self._roll, xp)] = grad_rolled[..., :self.K] if gate is None else grad_rolled[..., :self.K] * ~gate[..., None]
-            grad[..., self.K:] = grad_rolled[..., self.K:] if gate is None else grad_rolled[..., self.K:] * ~gate[..., None]
+            grad[..., backend.cached_copy(self, "roll", self._roll, xp)] = (
+                grad_rolled[..., : self.K]
+                if gate is None
+                else grad_rolled[..., : self.K] * ~gate[..., None]
+            )
+            grad[..., self.K :] = (
+                grad_rolled[..., self.K :]
+                if gate is None
+                else grad_rolled[..., self.K :] * ~gate[..., None]
+            )
             if self.ste_weight != 1.0:
                 grad *= self.ste_weight
         if target is not None and self.aux_weight and self.aux_scale:
             transformed = (x.sum(axis=-1, keepdims=True) == 0).astype(x.dtype)
-            grad[..., :self.K] += (probs - target) * transformed * (self.aux_weight * self.aux_scale)
+            grad[..., : self.K] += (
+                (probs - target) * transformed * (self.aux_weight * self.aux_scale)
+            )
         return self.inner.backward(grad)
 
     def _second_choice_logits(self, pred):
@@ -98,7 +119,9 @@ class PredictiveNetwork(Module):
         scale = (second - first) % K
         scale = xp.where(invertible_mask(K, xp)[scale], scale, 1)
         location = (first - scale * self.anchor) % K
-        chosen = xp.concatenate([classes == location[..., None], classes == scale[..., None]], axis=-1)
+        chosen = xp.concatenate(
+            [classes == location[..., None], classes == scale[..., None]], axis=-1
+        )
         return chosen.astype(pred.dtype) * self.GATE_LEAD
 
 

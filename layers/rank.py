@@ -14,6 +14,7 @@ a fixed symbol and leaves the other K - 1 guesses spread. The permutation is pie
 the logits, so no gradient reaches the network through it: train the network with
 PredictiveNetwork's auxiliary cross-entropy (anchor 0, so its logits are the prediction as is).
 """
+
 import numpy
 
 from npflows import backend
@@ -42,8 +43,10 @@ class RankTransform:
 
     def check_logits(self, logits, leading_shape):
         if tuple(logits.shape) != tuple(leading_shape) + (self.K,):
-            raise ValueError(f"{self.owner}: expected network output of shape {tuple(leading_shape) + (self.K,)} "
-                             f"(K prediction logits), got {tuple(logits.shape)}")
+            raise ValueError(
+                f"{self.owner}: expected network output of shape {tuple(leading_shape) + (self.K,)} "
+                f"(K prediction logits), got {tuple(logits.shape)}"
+            )
 
     @staticmethod
     def _ranks(order):

@@ -9,6 +9,7 @@ so the finite-difference audit checks `SoftmaxTemperature` (whose backward IS it
 shares `softmax_temperature_jvp` with the straight-through op), and tests check
 `OneHotArgmax.backward` against the Jacobian above written out as a matrix.
 """
+
 from npflows import backend
 from npflows.module import Module
 from npflows.nn import softmax
@@ -22,7 +23,9 @@ def _check_temperature(layer, temperature):
 def argmax_one_hot(logits):
     """one_hot(argmax(logits)) over the last axis, in the logits' dtype; lowest index on ties."""
     xp = backend.array_module(logits)
-    return (xp.argmax(logits, axis=-1)[..., None] == xp.arange(logits.shape[-1])).astype(logits.dtype)
+    return (xp.argmax(logits, axis=-1)[..., None] == xp.arange(logits.shape[-1])).astype(
+        logits.dtype
+    )
 
 
 def softmax_temperature_jvp(probs, grad, temperature):
@@ -96,4 +99,3 @@ def one_hot_argmax(logits, temperature=0.1):
     """Functional straight-through argmax: returns (one_hot, backward) with backward(grad) -> grad_logits."""
     op = OneHotArgmax(temperature)
     return op.forward(logits), op.backward
-

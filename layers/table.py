@@ -8,6 +8,7 @@ keyed by prefix. The keys are built once, on the host, from the inputs the netwo
 training; a prefix seen fewer than `min_count` times (or never) maps to a default row of its
 position, shared by all such prefixes.
 """
+
 import numpy
 
 from npflows import backend, init
@@ -40,26 +41,38 @@ class PrefixTable(Module):
     def __init__(self, examples, out_features, min_count=1, rng=None, dtype=None, init_std=0.0):
         examples = numpy.asarray(examples)
         if examples.ndim != 3 or not numpy.issubdtype(examples.dtype, numpy.floating):
-            raise ValueError(f"PrefixTable: expected (N, D, K) float one-hot examples, got shape {examples.shape}, "
-                             f"dtype {examples.dtype}")
+            raise ValueError(
+                f"PrefixTable: expected (N, D, K) float one-hot examples, got shape {examples.shape}, "
+                f"dtype {examples.dtype}"
+            )
         if not isinstance(min_count, (int, numpy.integer)) or min_count < 1:
             raise ValueError(f"PrefixTable: expected an integer min_count >= 1, got {min_count!r}")
         _, self.length, self.K = examples.shape
         self.out_features, self.min_count = int(out_features), int(min_count)
         radix = self.K + 1
-        if sum(radix ** j for j in range(1, self.length + 1)) > INT64_MAX:
-            raise ValueError(f"PrefixTable: expected prefix codes to fit in int64, i.e. sum_(j <= D) (K + 1)^j "
-                             f"< 2^63, got K = {self.K}, D = {self.length}")
+        if sum(radix**j for j in range(1, self.length + 1)) > INT64_MAX:
+            raise ValueError(
+                f"PrefixTable: expected prefix codes to fit in int64, i.e. sum_(j <= D) (K + 1)^j "
+                f"< 2^63, got K = {self.K}, D = {self.length}"
+            )
         # place_values[j, d] = radix^(d - j) for j <= d, else 0; offsets[d] = sum_{j < d} radix^(j + 1)
         powers = numpy.arange(self.length)[None, :] - numpy.arange(self.length)[:, None]
-        self.place_values = numpy.where(powers >= 0, radix ** numpy.maximum(powers, 0), 0).astype(numpy.int64)
-        self.offsets = numpy.concatenate([[0], numpy.cumsum(radix ** numpy.arange(1, self.length))]).astype(numpy.int64)
+        self.place_values = numpy.where(powers >= 0, radix ** numpy.maximum(powers, 0), 0).astype(
+            numpy.int64
+        )
+        self.offsets = numpy.concatenate(
+            [[0], numpy.cumsum(radix ** numpy.arange(1, self.length))]
+        ).astype(numpy.int64)
         self._device_cache, self._state = {}, None
         keys, counts = numpy.unique(self._keys(examples), return_counts=True)
         self.keys = keys[counts >= self.min_count]  # sorted, host
         self.num_keys = len(self.keys)
         shape = (self.num_keys + self.length, self.out_features)
-        self.table = init.normal(rng, shape, init_std, dtype) if init_std else init.constant(shape, 0.0, dtype)
+        self.table = (
+            init.normal(rng, shape, init_std, dtype)
+            if init_std
+            else init.constant(shape, 0.0, dtype)
+        )
 
     def _device(self, xp, name):
         """The host array self.<name> (keys, place_values, offsets) on the device of xp, cached."""
@@ -77,7 +90,9 @@ class PrefixTable(Module):
         """(B, D, K) -> (B, D) int64 keys: code_d + offset_d."""
         xp = backend.array_module(x)
         symbols = self._symbols(x)
-        return (symbols[:, :, None] * self._device(xp, "place_values")[None]).sum(axis=1) + self._device(xp, "offsets")
+        return (symbols[:, :, None] * self._device(xp, "place_values")[None]).sum(
+            axis=1
+        ) + self._device(xp, "offsets")
 
     def _rows(self, keys, positions):
         """keys: (...) int64, positions: (...) their positions -> (...) table rows."""
@@ -91,7 +106,9 @@ class PrefixTable(Module):
     def _check(self, x):
         expect_float(self, x, like=self.table.data)
         if x.ndim != 3 or x.shape[1:] != (self.length, self.K):
-            raise ValueError(f"PrefixTable: expected input of shape (batch, {self.length}, {self.K}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"PrefixTable: expected input of shape (batch, {self.length}, {self.K}), got {tuple(x.shape)}"
+            )
 
     def forward(self, x):
         self._check(x)
@@ -104,7 +121,9 @@ class PrefixTable(Module):
         # docs/gradients.md#prefix-table, eqs. (PT1)-(PT2)
         rows, shape = self._take_saved()
         xp = backend.array_module(grad_rows)
-        backend.scatter_add(self.table.grad, rows.reshape(-1), grad_rows.reshape(-1, self.out_features))
+        backend.scatter_add(
+            self.table.grad, rows.reshape(-1), grad_rows.reshape(-1, self.out_features)
+        )
         return xp.zeros(shape, dtype=grad_rows.dtype)
 
     def seen_fraction(self, x):
@@ -121,9 +140,14 @@ class PrefixTable(Module):
         """x_t: (B, K) input at the next position -> (B, out_features) rows."""
         codes, position = self._state
         if position >= self.length:
-            raise ValueError(f"PrefixTable: step called more than D = {self.length} times after start_incremental")
+            raise ValueError(
+                f"PrefixTable: step called more than D = {self.length} times after start_incremental"
+            )
         xp = backend.array_module(x_t)
         codes = codes * (self.K + 1) + self._symbols(x_t)
         self._state = (codes, position + 1)
-        rows = self._rows(codes + self._device(xp, "offsets")[position], xp.full(codes.shape, position, dtype=xp.int64))
+        rows = self._rows(
+            codes + self._device(xp, "offsets")[position],
+            xp.full(codes.shape, position, dtype=xp.int64),
+        )
         return self.table.data[rows]

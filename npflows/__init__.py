@@ -1,4 +1,5 @@
 """npflows: an autodiff-free NumPy/CuPy engine whose every backward pass is written by hand."""
+
 from . import backend, init, optim
 from .module import Module, Parameter
 

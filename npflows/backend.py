@@ -7,6 +7,7 @@ refuse host operands and implicit host copies, and count syncs, uploads and kern
 Engine code never names numpy or cupy for array work: it asks `array_module(x)` for the
 module of the arrays it already holds, or `xp()` for the module of the current device.
 """
+
 import os
 
 import numpy
@@ -26,9 +27,11 @@ def _cupy():
     try:
         import cupy
     except ImportError:  # exercised on machines without cupy
-        raise DeviceError("backend: device 'gpu' needs CuPy; install the wheel for your CUDA, "
-                          "`pip install npflows[gpu-cuda13]` (CUDA 13) or `npflows[gpu-cuda12]` (CUDA 12), "
-                          "or choose --device cpu") from None
+        raise DeviceError(
+            "backend: device 'gpu' needs CuPy; install the wheel for your CUDA, "
+            "`pip install npflows[gpu-cuda13]` (CUDA 13) or `npflows[gpu-cuda12]` (CUDA 12), "
+            "or choose --device cpu"
+        ) from None
     return cupy
 
 
@@ -202,7 +205,9 @@ def scatter_add(target, indices, values):
     module = array_module(target)
     if module is strict_device.xp:  # one kernel on the stand-in, same sums as NumPy's below
         strict_device.COUNTS.operations += 1
-        scatter_add(*(strict_device.unwrap(array, "scatter_add") for array in (target, indices, values)))
+        scatter_add(
+            *(strict_device.unwrap(array, "scatter_add") for array in (target, indices, values))
+        )
         return target
     if module is not numpy:
         import cupyx
@@ -213,6 +218,8 @@ def scatter_add(target, indices, values):
     features = int(numpy.prod(target.shape[1:], dtype=numpy.int64))
     flat_values = values.reshape(len(indices), features)
     flat_index = indices.astype(numpy.int64)[:, None] * features + numpy.arange(features)
-    summed = numpy.bincount(flat_index.ravel(), weights=flat_values.ravel(), minlength=rows * features)
+    summed = numpy.bincount(
+        flat_index.ravel(), weights=flat_values.ravel(), minlength=rows * features
+    )
     target += summed.reshape(target.shape).astype(target.dtype, copy=False)
     return target

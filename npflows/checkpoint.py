@@ -26,6 +26,7 @@ temporary file and raises a CheckpointError. `load` turns every way a file can b
 (missing, not HDF5, truncated, damaged, someone else's HDF5, a newer format) into a
 CheckpointError that says which file and what is wrong.
 """
+
 import hashlib
 import json
 import os
@@ -58,7 +59,9 @@ class Checkpoint:
     data_position: int  # examples consumed so far, over all ranks
     config: dict
     rng_states: list = field(default_factory=list)  # one bit-generator state per rank
-    data_fingerprint: dict = field(default_factory=dict)  # npflows.train.data_fingerprint of the training data
+    data_fingerprint: dict = field(
+        default_factory=dict
+    )  # npflows.train.data_fingerprint of the training data
 
 
 def _host(value):
@@ -77,15 +80,25 @@ def _is_array(value):
 def _arrays(checkpoint):
     """(path in the file, host array) of every dataset `checkpoint` is stored as."""
     arrays = [(f"/params/{name}", array) for name, array in checkpoint.params.items()]
-    arrays += [(f"/optimizer/{name}", value) for name, value in checkpoint.optimizer.items() if _is_array(value)]
+    arrays += [
+        (f"/optimizer/{name}", value)
+        for name, value in checkpoint.optimizer.items()
+        if _is_array(value)
+    ]
     return [(path, numpy.asarray(_host(array))) for path, array in arrays]
 
 
 def _attributes_crc32(checkpoint):
     """crc32 of every non-array field, in one canonical JSON text (numpy scalars as Python ones)."""
     scalars = {name: value for name, value in checkpoint.optimizer.items() if not _is_array(value)}
-    fields = [int(checkpoint.step), int(checkpoint.data_position), checkpoint.config, checkpoint.rng_states,
-              checkpoint.data_fingerprint, scalars]
+    fields = [
+        int(checkpoint.step),
+        int(checkpoint.data_position),
+        checkpoint.config,
+        checkpoint.rng_states,
+        checkpoint.data_fingerprint,
+        scalars,
+    ]
     text = json.dumps(fields, sort_keys=True, default=lambda value: _host(value).item())
     return zlib.crc32(text.encode())
 
@@ -93,16 +106,24 @@ def _attributes_crc32(checkpoint):
 def _refuse_non_finite(path, arrays):
     for name, array in arrays:
         if numpy.issubdtype(array.dtype, numpy.inexact) and not numpy.isfinite(array).all():
-            raise CheckpointError(f"checkpoint: refusing to write {path}: {name} holds "
-                                  f"{int((~numpy.isfinite(array)).sum())} non-finite values; the previous file is kept")
+            raise CheckpointError(
+                f"checkpoint: refusing to write {path}: {name} holds "
+                f"{int((~numpy.isfinite(array)).sum())} non-finite values; the previous file is kept"
+            )
 
 
 def _write(handle, checkpoint, arrays):
     checksums = {dataset_path: _crc32(array) for dataset_path, array in arrays}
     checksums[_ATTRIBUTES] = _attributes_crc32(checkpoint)
-    handle.attrs.update(format=FORMAT, version=VERSION, step=int(checkpoint.step),
-                        data_position=int(checkpoint.data_position), config=json.dumps(checkpoint.config),
-                        data_fingerprint=json.dumps(checkpoint.data_fingerprint), checksums=json.dumps(checksums))
+    handle.attrs.update(
+        format=FORMAT,
+        version=VERSION,
+        step=int(checkpoint.step),
+        data_position=int(checkpoint.data_position),
+        config=json.dumps(checkpoint.config),
+        data_fingerprint=json.dumps(checkpoint.data_fingerprint),
+        checksums=json.dumps(checksums),
+    )
     for group in ("params", "optimizer"):
         handle.create_group(group, track_order=True)
     for dataset_path, array in arrays:
@@ -149,11 +170,18 @@ def _sha256_from(file, start):
 def _seal(path, size, datasets):
     """Write the header line into the user block: the sha256 of everything HDF5 wrote after it."""
     with open(path, "r+b") as file:
-        header = {"format": FORMAT, "version": VERSION, "bytes": os.fstat(file.fileno()).st_size,
-                  "sha256": _sha256_from(file, size), "datasets": datasets}
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "bytes": os.fstat(file.fileno()).st_size,
+            "sha256": _sha256_from(file, size),
+            "datasets": datasets,
+        }
         line = json.dumps(header).encode()
         if len(line) >= size:
-            raise RuntimeError(f"checkpoint: header of {len(line)} bytes does not fit the {size}-byte user block")
+            raise RuntimeError(
+                f"checkpoint: header of {len(line)} bytes does not fit the {size}-byte user block"
+            )
         file.seek(0)
         file.write(line.ljust(size - 1) + b"\n")
 
@@ -169,19 +197,29 @@ def save(path, checkpoint):
         with h5py.File(temporary, "w", track_order=True, userblock_size=size) as handle:
             _write(handle, checkpoint, arrays)
             handle.flush()
-            datasets = {dataset_path: [int(handle[dataset_path].id.get_offset()) if array.nbytes else 0,
-                                       int(array.nbytes), _crc32(array)] for dataset_path, array in arrays}
+            datasets = {
+                dataset_path: [
+                    int(handle[dataset_path].id.get_offset()) if array.nbytes else 0,
+                    int(array.nbytes),
+                    _crc32(array),
+                ]
+                for dataset_path, array in arrays
+            }
         _seal(temporary, size, datasets)
         _fsync(temporary)
         os.replace(temporary, path)
-    except BaseException as error:  # a full disk, a kill signal turned exception: never leave the .tmp behind
+    except (
+        BaseException
+    ) as error:  # a full disk, a kill signal turned exception: never leave the .tmp behind
         if os.path.exists(temporary):
             os.remove(temporary)
         reason = _write_failure(error)
         if reason is None:
             raise
-        raise CheckpointError(f"checkpoint: cannot write {path}: {reason}; removed {temporary}, "
-                              "the previous checkpoint (if any) is intact") from None
+        raise CheckpointError(
+            f"checkpoint: cannot write {path}: {reason}; removed {temporary}, "
+            "the previous checkpoint (if any) is intact"
+        ) from None
     try:
         _fsync(os.path.dirname(os.path.abspath(path)))
     except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
@@ -198,13 +236,19 @@ def _check_seal(path):
         line = file.readline(1 << 24)
         try:
             header = json.loads(line)
-            size, expected_bytes, datasets = len(line), int(header["bytes"]), dict(header["datasets"])
+            size, expected_bytes, datasets = (
+                len(line),
+                int(header["bytes"]),
+                dict(header["datasets"]),
+            )
             expected_sha256 = header["sha256"]
         except (ValueError, KeyError, TypeError):
             raise CheckpointError(f"checkpoint: {path}: its header line is damaged") from None
         found_bytes = os.fstat(file.fileno()).st_size
         if found_bytes < expected_bytes:
-            raise CheckpointError(f"checkpoint: {path} is truncated ({found_bytes} of {expected_bytes} bytes)")
+            raise CheckpointError(
+                f"checkpoint: {path} is truncated ({found_bytes} of {expected_bytes} bytes)"
+            )
         if _sha256_from(file, size) == expected_sha256 and found_bytes == expected_bytes:
             return
         damaged = []
@@ -214,14 +258,20 @@ def _check_seal(path):
                 damaged.append(dataset_path)
     if damaged:
         others = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-        raise CheckpointError(f"checkpoint: {path}: dataset {damaged[0]} fails its checksum{others}; the file is damaged")
-    raise CheckpointError(f"checkpoint: {path} is damaged: its bytes differ from those written (sha256), outside "
-                          "every dataset's data (HDF5 metadata or attributes); refused without opening it")
+        raise CheckpointError(
+            f"checkpoint: {path}: dataset {damaged[0]} fails its checksum{others}; the file is damaged"
+        )
+    raise CheckpointError(
+        f"checkpoint: {path} is damaged: its bytes differ from those written (sha256), outside "
+        "every dataset's data (HDF5 metadata or attributes); refused without opening it"
+    )
 
 
 def _attr(node, name, path):
     if name not in node.attrs:
-        raise CheckpointError(f"checkpoint: {path} lacks attribute {node.name}:{name}; the file is damaged")
+        raise CheckpointError(
+            f"checkpoint: {path} lacks attribute {node.name}:{name}; the file is damaged"
+        )
     value = node.attrs[name]
     return value.decode() if isinstance(value, bytes) else value
 
@@ -231,23 +281,33 @@ def _verify(handle, state, path):
     checksums = json.loads(_attr(handle, "checksums", path))
     arrays = dict(_arrays(state))
     stored = set()
-    handle.visititems(lambda name, node: stored.add("/" + name) if isinstance(node, h5py.Dataset) else None)
+    handle.visititems(
+        lambda name, node: stored.add("/" + name) if isinstance(node, h5py.Dataset) else None
+    )
     unlisted = sorted(stored - set(checksums))
     if unlisted:
-        raise CheckpointError(f"checkpoint: {path} holds dataset {unlisted[0]} that its checksums do not list; "
-                              "the file is damaged")
+        raise CheckpointError(
+            f"checkpoint: {path} holds dataset {unlisted[0]} that its checksums do not list; "
+            "the file is damaged"
+        )
     for dataset_path, expected in checksums.items():
         if dataset_path == _ATTRIBUTES:
             continue
         if dataset_path not in arrays:
-            raise CheckpointError(f"checkpoint: {path} lacks dataset {dataset_path}; the file is damaged")
+            raise CheckpointError(
+                f"checkpoint: {path} lacks dataset {dataset_path}; the file is damaged"
+            )
         found = _crc32(arrays[dataset_path])
         if found != expected:
-            raise CheckpointError(f"checkpoint: {path}: dataset {dataset_path} fails its checksum (crc32 {found:08x}, "
-                                  f"stored {expected:08x}); the file is damaged")
+            raise CheckpointError(
+                f"checkpoint: {path}: dataset {dataset_path} fails its checksum (crc32 {found:08x}, "
+                f"stored {expected:08x}); the file is damaged"
+            )
     if _attributes_crc32(state) != checksums.get(_ATTRIBUTES):
-        raise CheckpointError(f"checkpoint: {path}: its attributes (step, config, random states ...) fail their "
-                              "checksum; the file is damaged")
+        raise CheckpointError(
+            f"checkpoint: {path}: its attributes (step, config, random states ...) fail their "
+            "checksum; the file is damaged"
+        )
 
 
 def _read(handle, path):
@@ -260,10 +320,14 @@ def _read(handle, path):
         )
     version = int(_attr(handle, "version", path))
     if version > VERSION:
-        raise CheckpointError(f"checkpoint: {path} has format version {version}; this npflows reads up to {VERSION}")
+        raise CheckpointError(
+            f"checkpoint: {path} has format version {version}; this npflows reads up to {VERSION}"
+        )
     for group in ("params", "optimizer", "rng"):
         if not isinstance(handle.get(group), h5py.Group):
-            raise CheckpointError(f"checkpoint: {path} has no group '{group}/'; the file is damaged")
+            raise CheckpointError(
+                f"checkpoint: {path} has no group '{group}/'; the file is damaged"
+            )
     optimizer = {name: numpy.asarray(dataset[()]) for name, dataset in handle["optimizer"].items()}
     for name in handle["optimizer"].attrs:
         optimizer[name] = _attr(handle["optimizer"], name, path)
@@ -274,7 +338,9 @@ def _read(handle, path):
         data_position=int(_attr(handle, "data_position", path)),
         config=json.loads(_attr(handle, "config", path)),
         rng_states=json.loads(_attr(handle["rng"], "rank_states", path)),
-        data_fingerprint=json.loads(_attr(handle, "data_fingerprint", path)) if version >= 2 else {},
+        data_fingerprint=json.loads(_attr(handle, "data_fingerprint", path))
+        if version >= 2
+        else {},
     )
     if version >= 2:
         _verify(handle, state, path)
@@ -294,6 +360,15 @@ def load(path):
         raise
     except OSError as error:  # h5py's way of saying "not HDF5" or "truncated"
         reason = str(error).split("(")[-1].rstrip(")") if "(" in str(error) else str(error)
-        raise CheckpointError(f"checkpoint: cannot read {path}: not an HDF5 file, or truncated ({reason})") from None
-    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # h5py: RuntimeError for damaged links
-        raise CheckpointError(f"checkpoint: {path} is damaged: {type(error).__name__}: {error}") from None
+        raise CheckpointError(
+            f"checkpoint: cannot read {path}: not an HDF5 file, or truncated ({reason})"
+        ) from None
+    except (
+        KeyError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+    ) as error:  # h5py: RuntimeError for damaged links
+        raise CheckpointError(
+            f"checkpoint: {path} is damaged: {type(error).__name__}: {error}"
+        ) from None

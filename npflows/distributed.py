@@ -20,6 +20,7 @@ GPU buffers (CuPy) go to MPI directly when MPI is CUDA-aware (`cuda_aware_mpi()`
 through one pinned host buffer per shape that is reused every step; `World.transport` names
 the path in use: 'none' (size 1), 'host' (NumPy), 'cuda-aware' or 'pinned-host'.
 """
+
 import contextlib
 import ctypes
 import os
@@ -32,7 +33,13 @@ import numpy
 
 from . import backend
 
-LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+LAUNCHER_VARIABLES = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "MPI_LOCALRANKID",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -77,7 +84,9 @@ def cuda_aware_mpi():
 @lru_cache(maxsize=2)
 def _epoch_order(seed, epoch, num_examples):
     # spawn_key (2, epoch); train.random_streams uses (0,) for initialisation, (1, rank) per rank
-    order = numpy.random.default_rng(numpy.random.SeedSequence(seed, spawn_key=(2, epoch))).permutation(num_examples)
+    order = numpy.random.default_rng(
+        numpy.random.SeedSequence(seed, spawn_key=(2, epoch))
+    ).permutation(num_examples)
     order.flags.writeable = False
     return order
 
@@ -94,7 +103,7 @@ def global_batch_indices(seed, num_examples, position, batch_size):
     while batch_size > 0:
         epoch, offset = divmod(position, num_examples)
         count = min(batch_size, num_examples - offset)
-        parts.append(_epoch_order(seed, epoch, num_examples)[offset:offset + count])
+        parts.append(_epoch_order(seed, epoch, num_examples)[offset : offset + count])
         position, batch_size = position + count, batch_size - count
     return numpy.concatenate(parts)
 
@@ -129,7 +138,11 @@ class World:
         """Choose how device buffers reach MPI (cuda_aware None: ask MPI); called once after
         the GPU is assigned."""
         if self.size > 1:
-            self.transport = "cuda-aware" if (cuda_aware_mpi() if cuda_aware is None else cuda_aware) else "pinned-host"
+            self.transport = (
+                "cuda-aware"
+                if (cuda_aware_mpi() if cuda_aware is None else cuda_aware)
+                else "pinned-host"
+            )
 
     def _through_mpi(self, array, collective):
         """Run `collective(buffer)` on `array`'s memory: directly for NumPy or CUDA-aware MPI,
@@ -161,7 +174,9 @@ class World:
         if self.size > 1:
             from mpi4py import MPI
 
-            self._through_mpi(array, lambda buffer: self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM))
+            self._through_mpi(
+                array, lambda buffer: self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+            )
             array /= self.size
         return array
 
@@ -253,9 +268,17 @@ def fail_fast(current, quiet=(), collective=()):
     try:
         yield
     except BaseException as error:
-        if current.size == 1 or isinstance(error, collective) or (isinstance(error, SystemExit) and not error.code):
+        if (
+            current.size == 1
+            or isinstance(error, collective)
+            or (isinstance(error, SystemExit) and not error.code)
+        ):
             raise
         header = f"npflows: rank {current.rank} of {current.size} failed: {type(error).__name__}: {error}"
-        details = "" if isinstance(error, quiet) else "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        details = (
+            ""
+            if isinstance(error, quiet)
+            else "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        )
         sys.stderr.write(f"{header}\n{details}")
         current.abort(1)

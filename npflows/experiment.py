@@ -2,6 +2,7 @@
 
 npflows.train re-exports everything here; docs/distributed.md describes the protocol.
 """
+
 import hashlib
 import sys
 
@@ -42,7 +43,8 @@ class Experiment:
     - `sample(model, num_samples, rng)` -> anything printable (`npflows sample`).
     Optional hooks: `initialise(model)` (data-dependent starting values, e.g. a base set to the
     data's frequencies: called for a fresh run only, never when a checkpoint supplies the
-    parameters, so evaluate/sample/resume do not redo it), `build_optimizer(flat)` (default Adam with config 'lr', 1e-3; must wrap
+    parameters, so evaluate/sample/resume do not redo it), `build_optimizer(flat)` (default Adam with
+    config 'lr', 1e-3; must wrap
     the given FlatParameters), `learning_rate(step)` (None: the optimiser's lr; a schedule
     takes its horizon from `self.schedule_steps`, never from config 'steps'), `max_grad_norm`
     (default config 'max_grad_norm'; global-norm clipping after the Allreduce) and
@@ -110,7 +112,9 @@ def _leaves(value, prefix=""):
     if isinstance(value, dict):
         return [leaf for key in value for leaf in _leaves(value[key], f"{prefix}{key}/")]
     if isinstance(value, (tuple, list)):
-        return [leaf for index, item in enumerate(value) for leaf in _leaves(item, f"{prefix}{index}/")]
+        return [
+            leaf for index, item in enumerate(value) for leaf in _leaves(item, f"{prefix}{index}/")
+        ]
     return [(prefix.rstrip("/"), numpy.ascontiguousarray(backend.to_numpy(value)))]
 
 
@@ -120,7 +124,11 @@ def data_fingerprint(data):
     digest, size = hashlib.blake2b(digest_size=16), 0
     for name, array in _leaves(data):
         digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-        digest.update(array.view(numpy.uint8).reshape(-1) if array.dtype != object else repr(array.tolist()).encode())
+        digest.update(
+            array.view(numpy.uint8).reshape(-1)
+            if array.dtype != object
+            else repr(array.tolist()).encode()
+        )
         size += array.nbytes
     return {"bytes": size, "blake2b": digest.hexdigest()}
 
@@ -130,9 +138,15 @@ def check_data_fingerprint(recorded, experiment, path, allow_change, stream=None
     checkpoint at `path` was trained on; returns the data's fingerprint now."""
     found = data_fingerprint(experiment.fingerprinted_data)
     if recorded and found != recorded:
-        change = (f"the data differ from those {path} was trained on ({found['bytes']} bytes, blake2b "
-                  f"{found['blake2b'][:12]}, recorded {recorded['bytes']} bytes, blake2b {recorded['blake2b'][:12]})")
+        change = (
+            f"the data differ from those {path} was trained on ({found['bytes']} bytes, blake2b "
+            f"{found['blake2b'][:12]}, recorded {recorded['bytes']} bytes, blake2b {recorded['blake2b'][:12]})"
+        )
         if not allow_change:
             raise ConfigError(f"data: {change}; pass --allow-data-change to use them anyway")
-        print(f"npflows: warning: {change}; using them (--allow-data-change)", file=stream or sys.stderr, flush=True)
+        print(
+            f"npflows: warning: {change}; using them (--allow-data-change)",
+            file=stream or sys.stderr,
+            flush=True,
+        )
     return found

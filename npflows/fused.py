@@ -12,6 +12,7 @@ Outputs may be the very input arrays (in place, element by element); other overl
 The function may use + - * /, unary minus, Python number constants and NumPy ufuncs (tanh,
 exp, ...) through `backend.array_module(x)`.
 """
+
 import numpy
 
 from . import backend, strict_device
@@ -33,12 +34,15 @@ class _Symbol:
             return value.name
         if isinstance(value, (int, float)):
             return f"(T){float(value)!r}"
-        raise TypeError(f"fused: expected traced arrays or Python numbers, got {type(value).__name__}")
+        raise TypeError(
+            f"fused: expected traced arrays or Python numbers, got {type(value).__name__}"
+        )
 
     def _binary(symbol, reflected):
         def apply(self, other):
             left, right = (other, self) if reflected else (self, other)
             return self._emit(f"({self._operand(left)} {symbol} {self._operand(right)})")
+
         return apply
 
     __add__, __radd__ = _binary("+", False), _binary("+", True)
@@ -51,8 +55,12 @@ class _Symbol:
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method != "__call__" or kwargs:
-            raise TypeError(f"fused: expected a plain call of numpy.{ufunc.__name__}, got {method} {sorted(kwargs)}")
-        return self._emit(f"{ufunc.__name__}({', '.join(self._operand(value) for value in inputs)})")
+            raise TypeError(
+                f"fused: expected a plain call of numpy.{ufunc.__name__}, got {method} {sorted(kwargs)}"
+            )
+        return self._emit(
+            f"{ufunc.__name__}({', '.join(self._operand(value) for value in inputs)})"
+        )
 
 
 def trace(function, num_inputs):
@@ -73,12 +81,17 @@ def elementwise(function, num_inputs):
 
     def kernel(*inputs, out):
         if len(inputs) != num_inputs:
-            raise ValueError(f"fused {function.__name__}: expected {num_inputs} inputs, got {len(inputs)}")
+            raise ValueError(
+                f"fused {function.__name__}: expected {num_inputs} inputs, got {len(inputs)}"
+            )
         module = backend.array_module(*inputs, *out)
         if module is numpy or module is strict_device.xp:
             if module is strict_device.xp:
                 strict_device.COUNTS.operations += 1  # one launch on a device
-                inputs, out = strict_device.unwrap(inputs, "a fused kernel"), strict_device.unwrap(tuple(out), "a fused kernel")
+                inputs, out = (
+                    strict_device.unwrap(inputs, "a fused kernel"),
+                    strict_device.unwrap(tuple(out), "a fused kernel"),
+                )
             results = function(*inputs)
             for target, result in zip(out, results if isinstance(results, tuple) else (results,)):
                 target[...] = result
@@ -87,7 +100,9 @@ def elementwise(function, num_inputs):
             compiled["kernel"] = module.ElementwiseKernel(
                 ", ".join(f"T in{index}" for index in range(num_inputs)),
                 ", ".join(f"T out{index}" for index in range(len(out))),
-                kernel_source(function, num_inputs), f"npflows_{function.__name__}")
+                kernel_source(function, num_inputs),
+                f"npflows_{function.__name__}",
+            )
         compiled["kernel"](*inputs, *out)
 
     kernel.function = function

@@ -20,6 +20,7 @@ Cases are registered by name with `register(name)`; a case builder takes a
 numpy.random.Generator and returns a `Case`. The registries of npflows (npflows.cases) and of
 the flow layers (layers.cases) both feed `npflows gradcheck`.
 """
+
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -121,14 +122,20 @@ def _loss(case, cotangents):
         case.before_forward()
     outputs = flatten(case.module.forward(*case.inputs, **case.options))
     float_outputs = [out for out in outputs if is_float_array(out)]
-    return sum(backend.to_host_scalar((out * cot).sum()) for out, cot in zip(float_outputs, cotangents))
+    return sum(
+        backend.to_host_scalar((out * cot).sum()) for out, cot in zip(float_outputs, cotangents)
+    )
 
 
 def _compare(name, analytic, tensor, case, cotangents, rng, loss_scale):
     """Central differences over up to case.max_entries entries of `tensor` (perturbed in place)."""
     flat = tensor.reshape(-1)  # a view: perturbing it perturbs the live array
     count = flat.size
-    picked = numpy.arange(count) if count <= case.max_entries else rng.choice(count, case.max_entries, replace=False)
+    picked = (
+        numpy.arange(count)
+        if count <= case.max_entries
+        else rng.choice(count, case.max_entries, replace=False)
+    )
     analytic = backend.to_numpy(analytic).reshape(-1)
     numeric = numpy.empty(len(picked))
     for slot, index in enumerate(picked):
@@ -141,14 +148,20 @@ def _compare(name, analytic, tensor, case, cotangents, rng, loss_scale):
         numeric[slot] = (plus - minus) / (2 * STEP)
     chosen = analytic[picked]
     abs_error = float(numpy.max(numpy.abs(chosen - numeric))) if len(picked) else 0.0
-    scale = float(numpy.max(numpy.maximum(numpy.abs(chosen), numpy.abs(numeric)))) if len(picked) else 0.0
+    scale = (
+        float(numpy.max(numpy.maximum(numpy.abs(chosen), numpy.abs(numeric))))
+        if len(picked)
+        else 0.0
+    )
     rel_error = abs_error / max(scale, NOISE_FLOOR * (1 + loss_scale))
     return TensorReport(name, len(picked), abs_error, rel_error)
 
 
 def _on_device(structure):
     """Case inputs are built on the host; move array leaves to the current device."""
-    leaves = [backend.asarray(leaf) if hasattr(leaf, "dtype") else leaf for leaf in flatten(structure)]
+    leaves = [
+        backend.asarray(leaf) if hasattr(leaf, "dtype") else leaf for leaf in flatten(structure)
+    ]
     return unflatten_like(structure, iter(leaves))
 
 
@@ -160,7 +173,9 @@ def check_case(name, case, rng=None):
     case.options = {key: _on_device(value) for key, value in case.options.items()}
     for param in module.parameters():
         if param.data.dtype != numpy.float64:
-            raise ValueError(f"gradcheck: {name} parameters must be float64, got {param.data.dtype}")
+            raise ValueError(
+                f"gradcheck: {name} parameters must be float64, got {param.data.dtype}"
+            )
     xp = backend.array_module(*[p.data for p in module.parameters()], *flatten(case.inputs))
 
     if case.before_forward is not None:
@@ -172,7 +187,11 @@ def check_case(name, case, rng=None):
     ]
     grad_structure = unflatten_like(outputs, iter(cotangents))
     module.zero_grad()
-    grads = module.backward(*grad_structure) if isinstance(outputs, tuple) else module.backward(grad_structure)
+    grads = (
+        module.backward(*grad_structure)
+        if isinstance(outputs, tuple)
+        else module.backward(grad_structure)
+    )
     float_cotangents = [c for c in cotangents if c is not None]
 
     input_leaves = [leaf for leaf in flatten(case.inputs) if is_float_array(leaf)]
@@ -186,10 +205,16 @@ def check_case(name, case, rng=None):
     reports = []
     for index, (leaf, grad) in enumerate(zip(input_leaves, grad_leaves)):
         if tuple(grad.shape) != tuple(leaf.shape):
-            raise ValueError(f"gradcheck: {name} input {index} gradient shape {grad.shape} != {leaf.shape}")
-        reports.append(_compare(f"input{index}", grad.copy(), leaf, case, float_cotangents, rng, loss_scale))
+            raise ValueError(
+                f"gradcheck: {name} input {index} gradient shape {grad.shape} != {leaf.shape}"
+            )
+        reports.append(
+            _compare(f"input{index}", grad.copy(), leaf, case, float_cotangents, rng, loss_scale)
+        )
     for pname, param in module.named_parameters():
-        reports.append(_compare(pname, param.grad.copy(), param.data, case, float_cotangents, rng, loss_scale))
+        reports.append(
+            _compare(pname, param.grad.copy(), param.data, case, float_cotangents, rng, loss_scale)
+        )
     return CaseReport(name, reports)
 
 
@@ -199,8 +224,10 @@ def run_all(names=None, seed=0, cases=None):
     chosen = list(registry) if not names else names
     unknown = [name for name in chosen if name not in registry]
     if unknown:
-        raise UsageError(f"gradcheck: unknown case(s) {', '.join(map(repr, unknown))}; `npflows gradcheck --list` "
-                         "shows the names")
+        raise UsageError(
+            f"gradcheck: unknown case(s) {', '.join(map(repr, unknown))}; `npflows gradcheck --list` "
+            "shows the names"
+        )
     reports = []
     for offset, name in enumerate(chosen):
         rng = numpy.random.default_rng(seed + offset)
@@ -224,5 +251,7 @@ def format_table(reports, rtol=RTOL):
             f"{report.max_rel_error:>12.3e}  {verdict}"
         )
     failed = sum(not r.passed(rtol) for r in reports)
-    lines.append(f"{len(reports) - failed} passed, {failed} failed (relative error < {rtol:g}, float64)")
+    lines.append(
+        f"{len(reports) - failed} passed, {failed} failed (relative error < {rtol:g}, float64)"
+    )
     return "\n".join(lines)

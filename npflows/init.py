@@ -3,6 +3,7 @@
 Every module takes `rng` (a numpy.random.Generator or an int seed) so that a model is
 deterministic under a seed on any device.
 """
+
 import numpy
 
 from . import backend
@@ -19,7 +20,9 @@ def _checked_shape(initialiser, shape):
     """A parameter with a 0-sized dimension is a layer of width 0 (e.g. --hidden 0), never intended."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if any(size < 1 for size in shape):
-        raise ValueError(f"init.{initialiser}: expected a parameter shape of sizes >= 1, got {shape}")
+        raise ValueError(
+            f"init.{initialiser}: expected a parameter shape of sizes >= 1, got {shape}"
+        )
     return shape
 
 
@@ -34,7 +37,9 @@ def uniform(rng, shape, bound, dtype=None):
 
 
 def glorot_uniform(rng, fan_in, fan_out, dtype=None):
-    _checked_shape("glorot_uniform", (fan_in, fan_out))  # before 6 / (fan_in + fan_out) divides by 0
+    _checked_shape(
+        "glorot_uniform", (fan_in, fan_out)
+    )  # before 6 / (fan_in + fan_out) divides by 0
     bound = numpy.sqrt(6.0 / (fan_in + fan_out))
     return uniform(rng, (fan_in, fan_out), bound, dtype)
 

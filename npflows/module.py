@@ -3,7 +3,8 @@
 Protocol (the public contract):
 - `forward(*inputs)` computes the output and keeps what `backward` needs (in `self._saved`).
 - `backward(*grad_outputs)` consumes what forward saved (`_take_saved`: a second backward
-  after one forward raises instead of adding the parameter gradients twice), takes one gradient per output (mirroring the output's structure;
+  after one forward raises instead of adding the parameter gradients twice), takes one gradient
+  per output (mirroring the output's structure;
   `None` for an output that received no gradient), returns the gradient with respect to each
   floating-point input in the same structure as the inputs (`None` for integer inputs), and
   **adds** parameter gradients into `param.grad`.
@@ -13,6 +14,7 @@ Protocol (the public contract):
   attribute aliases a child's submodule: a second registration would give the same array a
   second slot in the flat buffer, in Adam's state, in every Allreduce and every checkpoint.
 """
+
 from collections import OrderedDict
 
 from . import backend
@@ -56,8 +58,10 @@ class Module:
         add the parameter gradients twice, so it raises like a backward before any forward."""
         saved = self.__dict__.get("_saved")
         if saved is None:
-            raise RuntimeError(f"{type(self).__name__}: backward called before forward, or twice after one "
-                               "forward (each backward consumes what its forward saved)")
+            raise RuntimeError(
+                f"{type(self).__name__}: backward called before forward, or twice after one "
+                "forward (each backward consumes what its forward saved)"
+            )
         self._saved = None
         return saved
 
@@ -117,7 +121,9 @@ class Module:
 
     def load_state_dict(self, state):
         own = OrderedDict(self.named_parameters())
-        aliases = {path for path, _ in self._all_named_parameters()}  # checkpoints from before de-duplication
+        aliases = {
+            path for path, _ in self._all_named_parameters()
+        }  # checkpoints from before de-duplication
         missing = [name for name in own if name not in state]
         unexpected = [name for name in state if name not in aliases]
         if missing or unexpected:

@@ -5,6 +5,7 @@ Optimisers work on one flat, contiguous buffer: `FlatParameters` rebinds every p
 operations and data-parallel training reduces one buffer with one Allreduce. Modules only
 ever update `.data`/`.grad` in place, which keeps the views valid.
 """
+
 import math
 
 import numpy
@@ -15,7 +16,9 @@ from . import backend
 def _check_lr(optimizer, lr):
     """Refuse a learning rate that would silently wreck every parameter (NaN, inf, negative)."""
     if not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"{type(optimizer).__name__}: expected a finite learning rate >= 0, got {lr!r}")
+        raise ValueError(
+            f"{type(optimizer).__name__}: expected a finite learning rate >= 0, got {lr!r}"
+        )
 
 
 def _check_state(optimizer, state, shapes):
@@ -23,11 +26,15 @@ def _check_state(optimizer, state, shapes):
     would broadcast silently into the buffers); `shapes`: name -> shape, None for scalars."""
     missing = sorted(name for name in shapes if name not in state)
     if missing:
-        raise ValueError(f"{type(optimizer).__name__}: expected state entries {sorted(shapes)}, got none for {missing}")
+        raise ValueError(
+            f"{type(optimizer).__name__}: expected state entries {sorted(shapes)}, got none for {missing}"
+        )
     for name, shape in shapes.items():
         found = tuple(getattr(state[name], "shape", ()))
         if shape is not None and found != tuple(shape):
-            raise ValueError(f"{type(optimizer).__name__}: expected state {name!r} of shape {tuple(shape)}, got {found}")
+            raise ValueError(
+                f"{type(optimizer).__name__}: expected state {name!r} of shape {tuple(shape)}, got {found}"
+            )
 
 
 class FlatParameters:
@@ -39,7 +46,9 @@ class FlatParameters:
             raise ValueError("FlatParameters: expected at least one parameter, got none")
         dtypes = {p.data.dtype for p in self.params}
         if len(dtypes) != 1:
-            raise ValueError(f"FlatParameters: expected one dtype for all parameters, got {sorted(map(str, dtypes))}")
+            raise ValueError(
+                f"FlatParameters: expected one dtype for all parameters, got {sorted(map(str, dtypes))}"
+            )
         xp = backend.array_module(self.params[0].data)
         total = sum(int(p.data.size) for p in self.params)
         self.data = xp.empty(total, dtype=self.params[0].data.dtype)
@@ -47,9 +56,9 @@ class FlatParameters:
         offset = 0
         for param in self.params:
             size = int(param.data.size)
-            self.data[offset:offset + size] = param.data.reshape(-1)
-            param.data = self.data[offset:offset + size].reshape(param.data.shape)
-            param.grad = self.grad[offset:offset + size].reshape(param.data.shape)
+            self.data[offset : offset + size] = param.data.reshape(-1)
+            param.data = self.data[offset : offset + size].reshape(param.data.shape)
+            param.grad = self.grad[offset : offset + size].reshape(param.data.shape)
             offset += size
 
     def zero_grad(self):
@@ -123,13 +132,17 @@ class Adam:
     (e.g. a larger rate for one module's parameters), applied in place in the update.
     """
 
-    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, lr_scale=None):
+    def __init__(
+        self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, lr_scale=None
+    ):
         _check_lr(self, lr)
         self.flat = _flat(parameters)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         if lr_scale is not None and tuple(lr_scale.shape) != tuple(self.flat.data.shape):
-            raise ValueError(f"Adam: expected lr_scale of shape {tuple(self.flat.data.shape)} (one per parameter entry), "
-                             f"got {tuple(lr_scale.shape)}")
+            raise ValueError(
+                f"Adam: expected lr_scale of shape {tuple(self.flat.data.shape)} (one per parameter entry), "
+                f"got {tuple(lr_scale.shape)}"
+            )
         self.lr_scale = lr_scale
         xp = backend.array_module(self.flat.data)
         self.m = xp.zeros_like(self.flat.data)
@@ -162,7 +175,9 @@ class Adam:
         if self.lr_scale is not None:
             work *= self.lr_scale
         if self.weight_decay:
-            self.flat.data *= 1 - lr * self.weight_decay * (1 if self.lr_scale is None else self.lr_scale)
+            self.flat.data *= 1 - lr * self.weight_decay * (
+                1 if self.lr_scale is None else self.lr_scale
+            )
         self.flat.data -= work
 
     def state_dict(self):
@@ -180,7 +195,9 @@ def warmup_decay(base_lr, warmup_steps=0, total_steps=None, decay="cosine", min_
     """lr(step) for step = 0, 1, ...: linear warm-up to base_lr, then 'cosine', 'linear',
     'inverse_sqrt' or 'none' decay towards min_ratio * base_lr at total_steps."""
     if decay not in ("cosine", "linear", "inverse_sqrt", "none"):
-        raise ValueError(f"warmup_decay: expected decay in cosine/linear/inverse_sqrt/none, got {decay!r}")
+        raise ValueError(
+            f"warmup_decay: expected decay in cosine/linear/inverse_sqrt/none, got {decay!r}"
+        )
     if decay in ("cosine", "linear") and total_steps is None:
         raise ValueError(f"warmup_decay: decay {decay!r} needs total_steps")
 

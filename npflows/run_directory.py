@@ -5,6 +5,7 @@ them: a fresh run never replaces an earlier run's records (`earlier_records`), a
 fails (a full disk, a read-only directory) ends in one RunDirectoryError naming the file, not
 in a traceback. checkpoint.h5 has its own writer, npflows.checkpoint.save.
 """
+
 import contextlib
 import json
 import os
@@ -37,7 +38,9 @@ class RunDirectory:
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as error:  # a file on the path, no permission, a read-only file system
-            raise RunDirectoryError(f"train: cannot create the run directory {self.path!r}: {error.strerror or error}") from None
+            raise RunDirectoryError(
+                f"train: cannot create the run directory {self.path!r}: {error.strerror or error}"
+            ) from None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -56,7 +59,9 @@ class RunDirectory:
             with open(path, mode) as handle:
                 yield handle
         except OSError as error:
-            raise RunDirectoryError(f"train: cannot write {path}: {error.strerror or error}") from None
+            raise RunDirectoryError(
+                f"train: cannot write {path}: {error.strerror or error}"
+            ) from None
 
     def write_json(self, name, value):
         with self._open(self.file(name), "w") as handle:
@@ -96,7 +101,9 @@ class Progress:
         if root and hasattr(stream, "isatty") and stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, file=stream, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, initial=initial, file=stream, unit="step", dynamic_ncols=True
+            )
         self.total = total
 
     def advance(self):
@@ -105,14 +112,27 @@ class Progress:
 
     def report(self, record):
         self.directory.append_metrics(record)
-        shown = {key: value for key, value in record.items() if key not in ("step", "wall_seconds", "train_seconds")}
+        shown = {
+            key: value
+            for key, value in record.items()
+            if key not in ("step", "wall_seconds", "train_seconds")
+        }
         if self.bar is not None:
-            self.bar.set_postfix({key: f"{value:.4g}" for key, value in shown.items()}, refresh=False)
+            self.bar.set_postfix(
+                {key: f"{value:.4g}" for key, value in shown.items()}, refresh=False
+            )
             return
         speed = shown.pop("examples_per_second", None)
-        fields = [f"{key} {value:.4g}" for key, value in shown.items()] + ([f"{speed:.4g} examples/s"] if speed else [])
-        print(f"step {record['step']}/{self.total}  " + "  ".join(fields) + f"  {record['wall_seconds']:.1f}s",
-              file=self.stream, flush=True)
+        fields = [f"{key} {value:.4g}" for key, value in shown.items()] + (
+            [f"{speed:.4g} examples/s"] if speed else []
+        )
+        print(
+            f"step {record['step']}/{self.total}  "
+            + "  ".join(fields)
+            + f"  {record['wall_seconds']:.1f}s",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self):
         if self.bar is not None:

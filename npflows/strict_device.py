@@ -12,6 +12,7 @@ wait for the device), `uploads` (host-to-device copies: `xp.asarray(host)`, host
 arrays) and `operations` (one per ufunc, array function, kernel-like method or fused call:
 the kernel launches a GPU would see). `counting()` resets and returns the live `COUNTS`.
 """
+
 import collections
 import contextlib
 import os
@@ -21,7 +22,10 @@ import types
 import numpy
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-_HERE = {os.path.abspath(__file__), os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend.py")}
+_HERE = {
+    os.path.abspath(__file__),
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend.py"),
+}
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # methods that return views or metadata, never a kernel launch
 _VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze"}
@@ -87,8 +91,10 @@ def count_upload():
 
 
 def _refuse_host(value, where):
-    raise TypeError(f"strict device: {where} got a NumPy (host) array of shape {numpy.shape(value)}; "
-                    "move it with backend.asarray first (CuPy refuses host operands)")
+    raise TypeError(
+        f"strict device: {where} got a NumPy (host) array of shape {numpy.shape(value)}; "
+        "move it with backend.asarray first (CuPy refuses host operands)"
+    )
 
 
 def unwrap(value, where="an operation"):
@@ -130,8 +136,11 @@ def _unwrap_index(key):
 
 def _implicit(name):
     def refuse(self, *args):
-        raise TypeError(f"strict device: implicit {name}() of a device array (a hidden host sync); "
-                        "use backend.to_host_scalar or backend.to_numpy")
+        raise TypeError(
+            f"strict device: implicit {name}() of a device array (a hidden host sync); "
+            "use backend.to_host_scalar or backend.to_numpy"
+        )
+
     return refuse
 
 
@@ -145,10 +154,14 @@ class StrictArray(NDArrayOperatorsMixin):
         self._array = array
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("strict device: implicit conversion to a NumPy array is not allowed "
-                        "(CuPy refuses it); use backend.to_numpy")
+        raise TypeError(
+            "strict device: implicit conversion to a NumPy array is not allowed "
+            "(CuPy refuses it); use backend.to_numpy"
+        )
 
-    __float__, __int__, __index__, __complex__ = (_implicit(name) for name in ("float", "int", "index", "complex"))
+    __float__, __int__, __index__, __complex__ = (
+        _implicit(name) for name in ("float", "int", "index", "complex")
+    )
     __bool__ = _implicit("bool")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -166,12 +179,20 @@ class StrictArray(NDArrayOperatorsMixin):
         if not callable(value):
             return value
         if name in ("item", "tolist", "get"):
-            raise AttributeError(f"strict device: .{name}() on a device array; use backend.to_host_scalar or backend.to_numpy")
+            raise AttributeError(
+                f"strict device: .{name}() on a device array; use backend.to_host_scalar or backend.to_numpy"
+            )
 
         def method(*args, **kwargs):
             if name not in _VIEW_METHODS:
                 COUNTS.operations += 1
-            return wrap(value(*unwrap(args, f".{name}()"), **{k: unwrap(v, f".{name}()") for k, v in kwargs.items()}))
+            return wrap(
+                value(
+                    *unwrap(args, f".{name}()"),
+                    **{k: unwrap(v, f".{name}()") for k, v in kwargs.items()},
+                )
+            )
+
         return method
 
     def __getitem__(self, key):
@@ -201,7 +222,9 @@ class StrictArray(NDArrayOperatorsMixin):
 def _ufunc(ufunc, method, inputs, kwargs):
     """A NumPy ufunc on device arrays (out= included); host array operands refused."""
     if method == "at":
-        raise TypeError(f"strict device: numpy.{ufunc.__name__}.at on a device array; use backend.scatter_add")
+        raise TypeError(
+            f"strict device: numpy.{ufunc.__name__}.at on a device array; use backend.scatter_add"
+        )
     out = kwargs.get("out")
     if out is not None:
         out = out if isinstance(out, tuple) else (out,)
@@ -232,7 +255,9 @@ def _call(func, args, kwargs):
     COUNTS.operations += 1
     if name in _DATA_DEPENDENT or (name == "where" and len(args) + len(kwargs) == 1):
         count_sync()
-    unwrapped = func(*unwrap(tuple(args), f"{name}()"), **{k: unwrap(v, f"{name}()") for k, v in kwargs.items()})
+    unwrapped = func(
+        *unwrap(tuple(args), f"{name}()"), **{k: unwrap(v, f"{name}()") for k, v in kwargs.items()}
+    )
     return wrap(unwrapped)
 
 
@@ -252,7 +277,9 @@ def _asarray(value, dtype=None, copy_device=False):
         COUNTS.operations += 1
         return StrictArray(value._array.astype(dtype))
     count_upload()
-    return StrictArray(numpy.array(value, dtype=dtype, copy=True))  # a device copy, never a view of host memory
+    return StrictArray(
+        numpy.array(value, dtype=dtype, copy=True)
+    )  # a device copy, never a view of host memory
 
 
 class _Generator:
@@ -267,6 +294,7 @@ class _Generator:
         def on_device(*args, **kwargs):
             COUNTS.operations += 1
             return wrap(draw(*args, **kwargs))
+
         return on_device
 
 

@@ -6,6 +6,7 @@ first, the natural human order: carries then flow right to left, against the lef
 order of an autoregressive base, which is the point of the experiment.
 Operands are uniform over all 10^D digit strings (leading zeros allowed).
 """
+
 import numpy
 
 import layers
@@ -22,10 +23,16 @@ NUM_CLASSES = 10  # K: decimal digits
 # Section 4.2's reported test NLLs in nats, as printed ("bipartite" maps number of flows -> NLL),
 # and the LSTM width used at each D.
 ADDITION_NLL = {
-    10: {"autoregressive_base": 4.0, "autoregressive_flow": 0.2,
-         "bipartite": {1: 4.0, 2: 3.17, 4: 2.58}},
-    20: {"autoregressive_base": 12.2, "autoregressive_flow": 4.8,
-         "bipartite": {1: 12.2, 2: 8.8, 4: 7.6, 8: 5.08}},
+    10: {
+        "autoregressive_base": 4.0,
+        "autoregressive_flow": 0.2,
+        "bipartite": {1: 4.0, 2: 3.17, 4: 2.58},
+    },
+    20: {
+        "autoregressive_base": 12.2,
+        "autoregressive_flow": 4.8,
+        "bipartite": {1: 12.2, 2: 8.8, 4: 7.6, 8: 5.08},
+    },
 }
 LSTM_HIDDEN_UNITS = {10: 256, 20: 512}
 
@@ -33,11 +40,15 @@ LSTM_HIDDEN_UNITS = {10: 256, 20: 512}
 def _check_digits(digits, name, caller):
     digits = numpy.asarray(digits)
     if digits.ndim != 2 or not numpy.issubdtype(digits.dtype, numpy.integer):
-        raise ValueError(f"addition.{caller}: expected {name} as (n, D) integer digits, "
-                         f"got shape {digits.shape}, dtype {digits.dtype}")
+        raise ValueError(
+            f"addition.{caller}: expected {name} as (n, D) integer digits, "
+            f"got shape {digits.shape}, dtype {digits.dtype}"
+        )
     if digits.size and (digits.min() < 0 or digits.max() >= NUM_CLASSES):
-        raise ValueError(f"addition.{caller}: expected {name} digits in [0, {NUM_CLASSES}), "
-                         f"got min {digits.min()}, max {digits.max()}")
+        raise ValueError(
+            f"addition.{caller}: expected {name} digits in [0, {NUM_CLASSES}), "
+            f"got min {digits.min()}, max {digits.max()}"
+        )
     return digits
 
 
@@ -50,7 +61,9 @@ def add_digits(a, b):
     a = _check_digits(a, "a", "add_digits")
     b = _check_digits(b, "b", "add_digits")
     if a.shape != b.shape:
-        raise ValueError(f"addition.add_digits: expected a and b of the same shape, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"addition.add_digits: expected a and b of the same shape, got {a.shape} and {b.shape}"
+        )
     total = numpy.empty(a.shape, dtype=numpy.int64)
     carry = numpy.zeros(a.shape[0], dtype=numpy.int64)
     for position in range(a.shape[1] - 1, -1, -1):
@@ -77,8 +90,10 @@ def exact_match_rate(predicted, target):
     predicted = _check_digits(predicted, "predicted", "exact_match_rate")
     target = _check_digits(target, "target", "exact_match_rate")
     if predicted.shape != target.shape or target.shape[0] == 0:
-        raise ValueError(f"addition.exact_match_rate: expected equal non-empty shapes, "
-                         f"got {predicted.shape} and {target.shape}")
+        raise ValueError(
+            f"addition.exact_match_rate: expected equal non-empty shapes, "
+            f"got {predicted.shape} and {target.shape}"
+        )
     return float((predicted == target).all(axis=1).mean())
 
 
@@ -87,8 +102,10 @@ def digit_accuracy(predicted, target):
     predicted = _check_digits(predicted, "predicted", "digit_accuracy")
     target = _check_digits(target, "target", "digit_accuracy")
     if predicted.shape != target.shape or target.size == 0:
-        raise ValueError(f"addition.digit_accuracy: expected equal non-empty shapes, "
-                         f"got {predicted.shape} and {target.shape}")
+        raise ValueError(
+            f"addition.digit_accuracy: expected equal non-empty shapes, "
+            f"got {predicted.shape} and {target.shape}"
+        )
     return float((predicted == target).mean())
 
 
@@ -112,27 +129,53 @@ class AdditionModel(Module):
     backward reaches the encoders through the context's gradient.
     """
 
-    def __init__(self, digits, hidden, variant, flow_hidden=None, temperature=0.1, identity_init=False, rng=None, dtype=None):
+    def __init__(
+        self,
+        digits,
+        hidden,
+        variant,
+        flow_hidden=None,
+        temperature=0.1,
+        identity_init=False,
+        rng=None,
+        dtype=None,
+    ):
         rng, K = init.as_generator(rng), NUM_CLASSES
         self.digits, self.hidden, self.variant = digits, hidden, variant
         flow_hidden = flow_hidden or hidden
         self.encoder_a = nn.LSTM(K, hidden // 2, rng=rng, dtype=dtype)
         self.encoder_b = nn.LSTM(K, hidden - hidden // 2, rng=rng, dtype=dtype)
-        base = layers.AutoregressiveCategorical(layers.LSTMNetwork(K, hidden, K, rng=rng, dtype=dtype), K, length=digits)
+        base = layers.AutoregressiveCategorical(
+            layers.LSTMNetwork(K, hidden, K, rng=rng, dtype=dtype), K, length=digits
+        )
         flows, self._conditioned = [], []  # (network, reads right to left): condition each batch
         if variant == "ar-flow":
-            network = Conditioned(layers.LSTMNetwork(3 * K, flow_hidden, K, rng=rng, dtype=dtype), K, 2 * K)
-            flows = [layers.Reverse(), layers.DiscreteAutoregressiveFlow(network, K, temperature=temperature), layers.Reverse()]
+            network = Conditioned(
+                layers.LSTMNetwork(3 * K, flow_hidden, K, rng=rng, dtype=dtype), K, 2 * K
+            )
+            flows = [
+                layers.Reverse(),
+                layers.DiscreteAutoregressiveFlow(network, K, temperature=temperature),
+                layers.Reverse(),
+            ]
             self._conditioned.append((network, True))
         elif variant.startswith("bipartite-"):
             for index in range(parse_variant(variant)):
-                network = Conditioned(layers.MLP(digits, 3 * K, flow_hidden, K, rng=rng, dtype=dtype), K, 2 * K)
+                network = Conditioned(
+                    layers.MLP(digits, 3 * K, flow_hidden, K, rng=rng, dtype=dtype), K, 2 * K
+                )
                 mask = "even" if index % 2 == 0 else "odd"
-                flows.append(layers.DiscreteBipartiteFlow(network, K, mask=mask, temperature=temperature))
+                flows.append(
+                    layers.DiscreteBipartiteFlow(network, K, mask=mask, temperature=temperature)
+                )
                 self._conditioned.append((network, False))
         if identity_init:  # zero output layers: all location logits tie, argmax 0, each flow starts as the identity
             for network, _ in self._conditioned:
-                output = network.network.output if variant == "ar-flow" else network.network.body.layers[-1]
+                output = (
+                    network.network.output
+                    if variant == "ar-flow"
+                    else network.network.body.layers[-1]
+                )
                 for param in output.parameters():
                     param.data[...] = 0
         self.flow_model = layers.FlowModel(flows, base)
@@ -165,7 +208,11 @@ class AdditionModel(Module):
         """(B, D) digits: the base's greedy (per-digit argmax) decoding pushed through the flows,
         the mode of p(s | a, b) up to the greediness (a flow is a bijection)."""
         context = self._encode(a, b)
-        xp, dtype, network = backend.array_module(a), self.encoder_a.dtype, self.flow_model.base.network
+        xp, dtype, network = (
+            backend.array_module(a),
+            self.encoder_a.dtype,
+            self.flow_model.base.network,
+        )
         network.start_incremental(a.shape[0], context)
         ids = xp.zeros(a.shape, dtype=xp.int64)
         previous = xp.zeros((a.shape[0], NUM_CLASSES), dtype=dtype)
@@ -181,7 +228,9 @@ def parse_variant(variant):
         return int(variant == "ar-flow")
     prefix, _, count = variant.partition("bipartite-")
     if prefix or not count.isdigit() or int(count) < 1:
-        raise ValueError(f"addition: expected --model ar-base, ar-flow or bipartite-N (N >= 1), got {variant!r}")
+        raise ValueError(
+            f"addition: expected --model ar-base, ar-flow or bipartite-N (N >= 1), got {variant!r}"
+        )
     return int(count)
 
 
@@ -192,17 +241,55 @@ class AdditionExperiment(Experiment):
     def add_arguments(cls, parser):
         parser.add_argument("--digits", type=positive_int, default=10, help="D, digits per number")
         parser.add_argument("--model", default="ar-flow", help="ar-base, ar-flow or bipartite-N")
-        parser.add_argument("--hidden", type=positive_int, default=None, help="base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)")
-        parser.add_argument("--flow-hidden", type=positive_int, default=None, help="flow network units (default: --hidden)")
-        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
-        parser.add_argument("--flow-init", choices=("identity", "random"), default="random",
-                            help="identity: zero output layers, so every flow starts as the identity map (here it "
-                            "slows the AR flow: docs/results.md, Addition)")
-        parser.add_argument("--train-examples", type=positive_int, default=100_000, help="training pairs (a fixed set)")
-        parser.add_argument("--eval-examples", type=positive_int, default=2000, help="held-out pairs")
-        parser.add_argument("--data-seed", type=int, default=1, help="seed of the data (the training seed is --seed)")
-        parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)")
-        parser.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip (> 0: 0 is refused, as for every experiment)")
+        parser.add_argument(
+            "--hidden",
+            type=positive_int,
+            default=None,
+            help="base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)",
+        )
+        parser.add_argument(
+            "--flow-hidden",
+            type=positive_int,
+            default=None,
+            help="flow network units (default: --hidden)",
+        )
+        parser.add_argument(
+            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
+        )
+        parser.add_argument(
+            "--flow-init",
+            choices=("identity", "random"),
+            default="random",
+            help="identity: zero output layers, so every flow starts as the identity map (here it "
+            "slows the AR flow: docs/results.md, Addition)",
+        )
+        parser.add_argument(
+            "--train-examples",
+            type=positive_int,
+            default=100_000,
+            help="training pairs (a fixed set)",
+        )
+        parser.add_argument(
+            "--eval-examples", type=positive_int, default=2000, help="held-out pairs"
+        )
+        parser.add_argument(
+            "--data-seed",
+            type=int,
+            default=1,
+            help="seed of the data (the training seed is --seed)",
+        )
+        parser.add_argument(
+            "--lr",
+            type=float,
+            default=3e-3,
+            help="Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)",
+        )
+        parser.add_argument(
+            "--max-grad-norm",
+            type=float,
+            default=5.0,
+            help="global gradient-norm clip (> 0: 0 is refused, as for every experiment)",
+        )
 
     def __init__(self, config):
         super().__init__(config)
@@ -215,9 +302,16 @@ class AdditionExperiment(Experiment):
     def build_model(self, rng):
         config = self.config
         hidden = config.get("hidden") or LSTM_HIDDEN_UNITS.get(self.digits, 256)
-        return AdditionModel(self.digits, hidden, config.get("model") or "ar-flow", config.get("flow_hidden"),
-                             config.get("temperature") or 0.1, config.get("flow_init", "random") == "identity",
-                             rng=rng, dtype=backend.default_dtype())
+        return AdditionModel(
+            self.digits,
+            hidden,
+            config.get("model") or "ar-flow",
+            config.get("flow_hidden"),
+            config.get("temperature") or 0.1,
+            config.get("flow_init", "random") == "identity",
+            rng=rng,
+            dtype=backend.default_dtype(),
+        )
 
     @property
     def train_examples(self):
@@ -226,27 +320,42 @@ class AdditionExperiment(Experiment):
     def loss_and_backward(self, model, batch, rng):
         a, b, s = batch
         log_probs = model.log_prob(a, b, _one_hot(s, backend.default_dtype()))
-        model.backward(backend.array_module(log_probs).full(len(log_probs), -1.0 / len(log_probs), log_probs.dtype))
+        model.backward(
+            backend.array_module(log_probs).full(
+                len(log_probs), -1.0 / len(log_probs), log_probs.dtype
+            )
+        )
         return -log_probs.mean()
 
     def _chunks(self, data, chunk=1000):
         for start in range(0, len(data[0]), chunk):
-            yield tuple(backend.asarray(part[start:start + chunk]) for part in data)
+            yield tuple(backend.asarray(part[start : start + chunk]) for part in data)
 
     def _nll(self, model, data):
-        return float(numpy.concatenate([backend.to_numpy(-model.log_prob(a, b, s)) for a, b, s in self._chunks(data)]).mean())
+        return float(
+            numpy.concatenate(
+                [backend.to_numpy(-model.log_prob(a, b, s)) for a, b, s in self._chunks(data)]
+            ).mean()
+        )
 
     def evaluate(self, model):
-        predicted = numpy.concatenate([backend.to_numpy(model.greedy(a, b)) for a, b, _ in self._chunks(self.eval_data)])
-        seen = tuple(part[:len(self.eval_data[0])] for part in self.train_data)
-        return {"nll": self._nll(model, self.eval_data), "train_nll": self._nll(model, seen),
-                "exact_match": exact_match_rate(predicted, self.eval_data[2]),
-                "digit_accuracy": digit_accuracy(predicted, self.eval_data[2])}
+        predicted = numpy.concatenate(
+            [backend.to_numpy(model.greedy(a, b)) for a, b, _ in self._chunks(self.eval_data)]
+        )
+        seen = tuple(part[: len(self.eval_data[0])] for part in self.train_data)
+        return {
+            "nll": self._nll(model, self.eval_data),
+            "train_nll": self._nll(model, seen),
+            "exact_match": exact_match_rate(predicted, self.eval_data[2]),
+            "digit_accuracy": digit_accuracy(predicted, self.eval_data[2]),
+        }
 
     def sample(self, model, num_samples, rng):
         """Greedy answers to fresh problems, one line each: a + b = answer (true sum)."""
         a, b, s = sample(num_samples, self.digits, rng)
         answers = backend.to_numpy(model.greedy(backend.asarray(a), backend.asarray(b)))
         text = lambda digits: "".join(map(str, digits))  # noqa: E731
-        return "\n".join(f"{text(x)} + {text(y)} = {text(z)} ({'ok' if (z == t).all() else 'true ' + text(t)})"
-                         for x, y, z, t in zip(a, b, answers, s))
+        return "\n".join(
+            f"{text(x)} + {text(y)} = {text(z)} ({'ok' if (z == t).all() else 'true ' + text(t)})"
+            for x, y, z, t in zip(a, b, answers, s)
+        )

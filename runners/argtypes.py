@@ -1,6 +1,7 @@
 """argparse `type=` converters that refuse impossible values while parsing, so that a bad
 option ends as one `npflows: error: ... argument --hidden: expected ...` line (runners/cli.py)
 before any data is read or any model is built."""
+
 import argparse
 import math
 

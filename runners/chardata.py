@@ -52,6 +52,7 @@ Cache
     (atomic: concurrent MPI ranks each write a whole file, the last rename wins). A corrupt
     cache is rebuilt; `use_cache=False` skips caching; `cache_stats` counts parses and reuses.
 """
+
 import hashlib
 import math
 import os
@@ -71,8 +72,14 @@ from npflows.errors import UsageError
 
 EOS, PAD = "<eos>", "<pad>"
 PTB_MAX_LENGTH = 288
-PTB_FILES = {"train": "ptb.char.train.txt", "valid": "ptb.char.valid.txt", "test": "ptb.char.test.txt"}
-DEV_PTB_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb_char" / PTB_FILES["valid"]
+PTB_FILES = {
+    "train": "ptb.char.train.txt",
+    "valid": "ptb.char.valid.txt",
+    "test": "ptb.char.test.txt",
+}
+DEV_PTB_PATH = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb_char" / PTB_FILES["valid"]
+)
 TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"
 TEXT8_SEQ_LEN = 256
 CACHE_VERSION = 1
@@ -111,9 +118,13 @@ class CharDataset:
         if ids.ndim == 2:
             return [self.decode(row) for row in ids]
         if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
-            raise ValueError(f"CharDataset.decode: expected integer ids of shape (L,) or (N, L), got {ids.dtype} {ids.shape}")
+            raise ValueError(
+                f"CharDataset.decode: expected integer ids of shape (L,) or (N, L), got {ids.dtype} {ids.shape}"
+            )
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"CharDataset.decode: expected ids in [0, {self.vocab_size}), got [{ids.min()}, {ids.max()}]")
+            raise ValueError(
+                f"CharDataset.decode: expected ids in [0, {self.vocab_size}), got [{ids.min()}, {ids.max()}]"
+            )
         if self.eos_id is not None and (ids == self.eos_id).any():
             ids = ids[: int(np.argmax(ids == self.eos_id))]
         text = "".join(self.vocab[i] for i in ids.tolist() if i != self.pad_id)
@@ -123,9 +134,13 @@ class CharDataset:
 def bits_per_character(nll_nats, mask):
     """nll_nats: (N, L) per-position negative log-likelihood in nats; mask: (N, L) -> bpc."""
     if nll_nats.shape != mask.shape:
-        raise ValueError(f"bits_per_character: expected nll and mask of one shape, got {nll_nats.shape} and {mask.shape}")
+        raise ValueError(
+            f"bits_per_character: expected nll and mask of one shape, got {nll_nats.shape} and {mask.shape}"
+        )
     # float64 sums: a float32 count of ones stops being exact past 2**24 positions (text8 train)
-    return float((nll_nats * mask).sum(dtype="float64")) / (float(mask.sum(dtype="float64")) * math.log(2))
+    return float((nll_nats * mask).sum(dtype="float64")) / (
+        float(mask.sum(dtype="float64")) * math.log(2)
+    )
 
 
 # ---------------------------------------------------------------- parsing (cached per file)
@@ -137,7 +152,9 @@ def _decode_utf8(path, data):
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 at byte {error.start} ({error.reason})") from None
+        raise DataError(
+            f"{path}:{line}: not UTF-8 at byte {error.start} ({error.reason})"
+        ) from None
 
 
 def _codepoints(text):
@@ -173,7 +190,9 @@ def _parse_ptb(path, data):
     sentences = []
     for number, line in enumerate(lines, 1):
         if not _PTB_LINE.fullmatch(line):
-            raise DataError(f"{path}:{number}: {_ptb_format_problem(line)}; expected characters separated by single spaces")
+            raise DataError(
+                f"{path}:{number}: {_ptb_format_problem(line)}; expected characters separated by single spaces"
+            )
         sentences.append(line.strip(" ")[0::2])
     lengths = np.fromiter(map(len, sentences), np.int64, len(sentences))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -189,11 +208,15 @@ def _parse_text(path, data):
 
 def _writable(directory):
     mode = directory.stat().st_mode
-    return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(directory, os.W_OK)
+    return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(
+        directory, os.W_OK
+    )
 
 
 def _cache_paths(source, cache_dir):
-    fallback_dir = Path(cache_dir or os.environ.get("NPFLOWS_CACHE_DIR", "~/.cache/npflows")).expanduser()
+    fallback_dir = Path(
+        cache_dir or os.environ.get("NPFLOWS_CACHE_DIR", "~/.cache/npflows")
+    ).expanduser()
     tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
     fallback = fallback_dir / f"{source.name}.{tag}.npflows.h5"
     if cache_dir is None and _writable(source.parent):
@@ -214,7 +237,12 @@ def _load_cache(candidate, kind, size, sha256):
         return None
     try:
         with h5py.File(candidate, "r") as cache:
-            expected = {"version": CACHE_VERSION, "kind": kind, "source_size": size, "source_sha256": sha256}
+            expected = {
+                "version": CACHE_VERSION,
+                "kind": kind,
+                "source_size": size,
+                "source_sha256": sha256,
+            }
             if any(cache.attrs.get(key) != value for key, value in expected.items()):
                 return None
             return {name: cache[name][()] for name in cache}
@@ -227,12 +255,19 @@ def _write_cache(candidates, kind, source, data, mtime_ns, arrays):
         temp = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+            handle, temp = tempfile.mkstemp(
+                dir=target.parent, prefix=target.name + ".", suffix=".tmp"
+            )
             os.close(handle)
             with h5py.File(temp, "w") as cache:
-                cache.attrs.update(version=CACHE_VERSION, kind=kind, source_path=str(source.resolve()),
-                                   source_size=len(data), source_mtime_ns=mtime_ns,
-                                   source_sha256=hashlib.sha256(data).hexdigest())
+                cache.attrs.update(
+                    version=CACHE_VERSION,
+                    kind=kind,
+                    source_path=str(source.resolve()),
+                    source_size=len(data),
+                    source_mtime_ns=mtime_ns,
+                    source_sha256=hashlib.sha256(data).hexdigest(),
+                )
                 for name, array in arrays.items():
                     cache.create_dataset(name, data=array)
             os.replace(temp, target)
@@ -240,7 +275,9 @@ def _write_cache(candidates, kind, source, data, mtime_ns, arrays):
         except OSError:
             if temp is not None and os.path.exists(temp):
                 os.unlink(temp)
-    warnings.warn(f"chardata: could not write a cache for {source} (tried {[str(c) for c in candidates]})")
+    warnings.warn(
+        f"chardata: could not write a cache for {source} (tried {[str(c) for c in candidates]})"
+    )
     return None
 
 
@@ -252,7 +289,9 @@ def _read_source(path, kind, parser, cache_dir, use_cache):
     try:
         return _parse_or_reuse(path, kind, parser, cache_dir, use_cache)
     except OSError as error:  # unreadable (permissions), or gone since is_file()
-        raise DataError(f"chardata: cannot read {path.resolve()}: {error.strerror or error}") from None
+        raise DataError(
+            f"chardata: cannot read {path.resolve()}: {error.strerror or error}"
+        ) from None
 
 
 def _parse_or_reuse(path, kind, parser, cache_dir, use_cache):
@@ -284,40 +323,57 @@ def _lookup(codepoints, vocab_codepoints):
 def _ptb_split(name, path, parsed, first, stop, vocab_codepoints, max_length, vocab_source):
     """Sentences first..stop-1 (lines first+1..stop) -> (CharDataset, vocab code points);
     vocab_codepoints None builds the vocabulary from these sentences."""
-    offsets = parsed["offsets"][first:stop + 1]
+    offsets = parsed["offsets"][first : stop + 1]
     lengths = np.diff(offsets)
     keep = lengths + 1 <= max_length
     kept_lengths, kept_lines = lengths[keep], first + 1 + np.flatnonzero(keep)
     if not keep.any():
-        raise DataError(f"{path}: no sentence of at most {max_length - 1} characters in lines {first + 1}-{stop}")
-    codepoints = parsed["codepoints"][offsets[0]:offsets[-1]][np.repeat(keep, lengths)]
+        raise DataError(
+            f"{path}: no sentence of at most {max_length - 1} characters in lines {first + 1}-{stop}"
+        )
+    codepoints = parsed["codepoints"][offsets[0] : offsets[-1]][np.repeat(keep, lengths)]
     if vocab_codepoints is None:
         vocab_codepoints = np.unique(codepoints)
     ids = _lookup(codepoints, vocab_codepoints)
     if (ids < 0).any():
         position = int(np.argmax(ids < 0))
         line = kept_lines[np.searchsorted(np.cumsum(kept_lengths), position, side="right")]
-        raise DataError(f"{path}:{line}: character {chr(codepoints[position])!r} does not occur in the "
-                         f"training split ({vocab_source}) that defines the vocabulary")
+        raise DataError(
+            f"{path}:{line}: character {chr(codepoints[position])!r} does not occur in the "
+            f"training split ({vocab_source}) that defines the vocabulary"
+        )
     count, eos, pad = len(kept_lengths), len(vocab_codepoints), len(vocab_codepoints) + 1
     tokens = np.full((count, max_length), pad, np.int32)
     rows = np.repeat(np.arange(count), kept_lengths)
-    columns = np.arange(len(codepoints)) - np.repeat(np.cumsum(kept_lengths) - kept_lengths, kept_lengths)
+    columns = np.arange(len(codepoints)) - np.repeat(
+        np.cumsum(kept_lengths) - kept_lengths, kept_lengths
+    )
     tokens[rows, columns] = ids
     tokens[np.arange(count), kept_lengths] = eos
     mask = (np.arange(max_length) <= kept_lengths[:, None]).astype(np.float32)
-    metadata = {"source": str(path), "lines": (first + 1, stop), "sentences": len(lengths), "kept": count,
-                "dropped_too_long": int((~keep).sum()), "dropped_characters": int(lengths[~keep].sum()),
-                "characters": int(kept_lengths.sum()), "counted_positions": int(kept_lengths.sum()) + count,
-                "max_length": max_length}
+    metadata = {
+        "source": str(path),
+        "lines": (first + 1, stop),
+        "sentences": len(lengths),
+        "kept": count,
+        "dropped_too_long": int((~keep).sum()),
+        "dropped_characters": int(lengths[~keep].sum()),
+        "characters": int(kept_lengths.sum()),
+        "counted_positions": int(kept_lengths.sum()) + count,
+        "max_length": max_length,
+    }
     vocab = [chr(c) for c in vocab_codepoints] + [EOS, PAD]
-    dataset = CharDataset(name, tokens, mask, vocab, metadata, eos_id=eos, pad_id=pad, word_boundary="_")
+    dataset = CharDataset(
+        name, tokens, mask, vocab, metadata, eos_id=eos, pad_id=pad, word_boundary="_"
+    )
     return dataset, vocab_codepoints
 
 
 def _check_max_length(max_length):
     if not isinstance(max_length, (int, np.integer)) or max_length < 2:
-        raise DataError(f"chardata: expected max_length an integer >= 2 (a character and EOS), got {max_length!r}")
+        raise DataError(
+            f"chardata: expected max_length an integer >= 2 (a character and EOS), got {max_length!r}"
+        )
 
 
 def load_ptb(directory, *, max_length=PTB_MAX_LENGTH, cache_dir=None, use_cache=True):
@@ -327,36 +383,67 @@ def load_ptb(directory, *, max_length=PTB_MAX_LENGTH, cache_dir=None, use_cache=
     paths = {split: directory / filename for split, filename in PTB_FILES.items()}
     missing = [str(path) for path in paths.values() if not path.is_file()]
     if missing:
-        raise MissingDataError(f"load_ptb: missing {', '.join(missing)} (looked in {directory.resolve()})")
+        raise MissingDataError(
+            f"load_ptb: missing {', '.join(missing)} (looked in {directory.resolve()})"
+        )
     datasets, vocab_codepoints = {}, None
     for split, path in paths.items():
         parsed = _read_source(path, "ptb", _parse_ptb, cache_dir, use_cache)
-        datasets[split], vocab_codepoints = _ptb_split(f"ptb/{split}", path, parsed, 0, len(parsed["offsets"]) - 1,
-                                                       vocab_codepoints, max_length, paths["train"])
+        datasets[split], vocab_codepoints = _ptb_split(
+            f"ptb/{split}",
+            path,
+            parsed,
+            0,
+            len(parsed["offsets"]) - 1,
+            vocab_codepoints,
+            max_length,
+            paths["train"],
+        )
     return datasets
 
 
-def load_ptb_dev_split(path=DEV_PTB_PATH, train_fraction=0.9, *, max_length=PTB_MAX_LENGTH, cache_dir=None,
-                       use_cache=True):
+def load_ptb_dev_split(
+    path=DEV_PTB_PATH,
+    train_fraction=0.9,
+    *,
+    max_length=PTB_MAX_LENGTH,
+    cache_dir=None,
+    use_cache=True,
+):
     """One PTB file (a directory means its ptb.char.valid.txt) -> {"train", "eval"} by sentences."""
     _check_max_length(max_length)
     path = Path(path)
     if path.is_dir():
         path = path / PTB_FILES["valid"]
     if not path.is_file():
-        raise MissingDataError(f"load_ptb_dev_split: looked for the PTB file at {path.resolve()} and found nothing "
-                                f"(the development copy lives at ../shared/data/ptb_char/ relative to the repository root)")
+        raise MissingDataError(
+            f"load_ptb_dev_split: looked for the PTB file at {path.resolve()} and found nothing "
+            f"(the development copy lives at ../shared/data/ptb_char/ relative to the repository root)"
+        )
     if not 0 < train_fraction < 1:
-        raise DataError(f"load_ptb_dev_split: expected train_fraction in (0, 1), got {train_fraction!r}")
+        raise DataError(
+            f"load_ptb_dev_split: expected train_fraction in (0, 1), got {train_fraction!r}"
+        )
     parsed = _read_source(path, "ptb", _parse_ptb, cache_dir, use_cache)
     count = len(parsed["offsets"]) - 1
     n_train = _round_half_up(train_fraction * count)
     if not 0 < n_train < count:
-        raise DataError(f"load_ptb_dev_split: {path} has {count} sentences; train_fraction {train_fraction} leaves a part empty")
-    train, vocab_codepoints = _ptb_split("ptb-dev/train", path, parsed, 0, n_train, None, max_length,
-                                         f"{path} lines 1-{n_train}")
-    evaluation, _ = _ptb_split("ptb-dev/eval", path, parsed, n_train, count, vocab_codepoints, max_length,
-                               f"{path} lines 1-{n_train}")
+        raise DataError(
+            f"load_ptb_dev_split: {path} has {count} sentences; train_fraction {train_fraction} leaves a part empty"
+        )
+    train, vocab_codepoints = _ptb_split(
+        "ptb-dev/train", path, parsed, 0, n_train, None, max_length, f"{path} lines 1-{n_train}"
+    )
+    evaluation, _ = _ptb_split(
+        "ptb-dev/eval",
+        path,
+        parsed,
+        n_train,
+        count,
+        vocab_codepoints,
+        max_length,
+        f"{path} lines 1-{n_train}",
+    )
     return {"train": train, "eval": evaluation}
 
 
@@ -367,8 +454,12 @@ def _round_half_up(value):
 def split_bounds(n_characters, fractions):
     """(valid start, test start) = (round(n f_train), round(n (f_train + f_valid))), half up."""
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise DataError(f"chardata: expected three positive (train, valid, test) fractions summing to 1, got {fractions!r}")
-    return _round_half_up(n_characters * fractions[0]), _round_half_up(n_characters * (fractions[0] + fractions[1]))
+        raise DataError(
+            f"chardata: expected three positive (train, valid, test) fractions summing to 1, got {fractions!r}"
+        )
+    return _round_half_up(n_characters * fractions[0]), _round_half_up(
+        n_characters * (fractions[0] + fractions[1])
+    )
 
 
 def _load_stream(path, kind, seq_len, fractions, alphabet, cache_dir, use_cache):
@@ -380,30 +471,46 @@ def _load_stream(path, kind, seq_len, fractions, alphabet, cache_dir, use_cache)
         codepoints = codepoints[:-1]
     bounds = (0, *split_bounds(len(codepoints), fractions), len(codepoints))
     if alphabet is not None:
-        vocab_codepoints, vocab_source = np.array(sorted(map(ord, alphabet))), f"the {kind} alphabet {alphabet!r}"
+        vocab_codepoints, vocab_source = (
+            np.array(sorted(map(ord, alphabet))),
+            f"the {kind} alphabet {alphabet!r}",
+        )
     else:
-        vocab_codepoints = np.unique(codepoints[:bounds[1]])
+        vocab_codepoints = np.unique(codepoints[: bounds[1]])
         vocab_source = f"the training part (characters 0-{bounds[1] - 1})"
     ids = _lookup(codepoints, vocab_codepoints)
     if (ids < 0).any():
         position = int(np.argmax(ids < 0))
         line = int(np.count_nonzero(codepoints[:position] == ord("\n"))) + 1
-        raise DataError(f"{path}:{line}: character {chr(codepoints[position])!r} (offset {position}) does not "
-                         f"occur in {vocab_source} that defines the vocabulary")
+        raise DataError(
+            f"{path}:{line}: character {chr(codepoints[position])!r} (offset {position}) does not "
+            f"occur in {vocab_source} that defines the vocabulary"
+        )
     vocab, datasets = [chr(c) for c in vocab_codepoints], {}
     for split, start, stop in zip(("train", "valid", "test"), bounds[:-1], bounds[1:]):
         count = (stop - start) // seq_len
         if count == 0:
-            raise DataError(f"{path}: the {split} part has {stop - start} characters, fewer than seq_len={seq_len}")
-        tokens = ids[start:start + count * seq_len].reshape(count, seq_len)
-        metadata = {"source": str(path), "characters": (start, stop), "seq_len": seq_len,
-                    "dropped_tail": stop - start - count * seq_len, "counted_positions": count * seq_len}
-        mask = np.broadcast_to(np.float32(1), tokens.shape)  # read-only view: text8's would be 360 MB
+            raise DataError(
+                f"{path}: the {split} part has {stop - start} characters, fewer than seq_len={seq_len}"
+            )
+        tokens = ids[start : start + count * seq_len].reshape(count, seq_len)
+        metadata = {
+            "source": str(path),
+            "characters": (start, stop),
+            "seq_len": seq_len,
+            "dropped_tail": stop - start - count * seq_len,
+            "counted_positions": count * seq_len,
+        }
+        mask = np.broadcast_to(
+            np.float32(1), tokens.shape
+        )  # read-only view: text8's would be 360 MB
         datasets[split] = CharDataset(f"{kind}/{split}", tokens, mask, list(vocab), metadata)
     return datasets
 
 
-def load_text8(path, *, seq_len=TEXT8_SEQ_LEN, fractions=(0.9, 0.05, 0.05), cache_dir=None, use_cache=True):
+def load_text8(
+    path, *, seq_len=TEXT8_SEQ_LEN, fractions=(0.9, 0.05, 0.05), cache_dir=None, use_cache=True
+):
     """text8 (one line over a-z and space) -> {"train", "valid", "test"} of (N, seq_len) chunks."""
     return _load_stream(path, "text8", seq_len, fractions, TEXT8_ALPHABET, cache_dir, use_cache)
 

@@ -2,6 +2,7 @@
 
 It lives on the top floor (runners/) so that nothing below it imports upward.
 """
+
 import argparse
 import json
 import shlex
@@ -47,11 +48,19 @@ def _device_options(dtype=True):
     """--device/--dtype, accepted before and after the subcommand (SUPPRESS: a flag given
     before the subcommand is not overwritten by the subcommand's default)."""
     parent = _Parser(add_help=False)
-    parent.add_argument("--device", choices=("cpu", "gpu", "strict"), default=argparse.SUPPRESS,
-                        help="array device (default: $NPFLOWS_DEVICE or cpu; strict: the tests' CPU stand-in for a GPU)")
+    parent.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "strict"),
+        default=argparse.SUPPRESS,
+        help="array device (default: $NPFLOWS_DEVICE or cpu; strict: the tests' CPU stand-in for a GPU)",
+    )
     if dtype:
-        parent.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
-                            help="parameter dtype (train default float32; evaluate/sample: the run's)")
+        parent.add_argument(
+            "--dtype",
+            choices=("float32", "float64"),
+            default=argparse.SUPPRESS,
+            help="parameter dtype (train default float32; evaluate/sample: the run's)",
+        )
     return parent
 
 
@@ -77,7 +86,9 @@ def build_parser(experiment_class=None, reproduction=None):
         "table; exits non-zero if any relative error reaches --rtol.",
     )
     audit.add_argument("--json", action="store_true", help="print the results as JSON")
-    audit.add_argument("--case", action="append", help="audit only this case (repeatable); see --list")
+    audit.add_argument(
+        "--case", action="append", help="audit only this case (repeatable); see --list"
+    )
     audit.add_argument("--list", action="store_true", help="list the case names and exit")
     audit.add_argument("--seed", type=int, default=0, help="seed for shapes, inputs and cotangents")
     audit.add_argument("--rtol", type=float, default=1e-6, help="pass threshold on relative error")
@@ -87,8 +98,19 @@ def build_parser(experiment_class=None, reproduction=None):
 
 
 # -- train / evaluate / sample: parse here, run in npflows.train ------------------------------
-_VALUED_OPTIONS = {"--device", "--dtype", "--steps", "--batch-size", "--seed", "--out", "--eval-every",
-                   "--checkpoint-every", "--check-every", "--log-every", "--schedule-steps"}
+_VALUED_OPTIONS = {
+    "--device",
+    "--dtype",
+    "--steps",
+    "--batch-size",
+    "--seed",
+    "--out",
+    "--eval-every",
+    "--checkpoint-every",
+    "--check-every",
+    "--log-every",
+    "--schedule-steps",
+}
 
 
 def _positionals(argv):
@@ -114,52 +136,92 @@ def experiment_from_argv(argv):
         raise UsageError(str(error)) from None
 
 
-_DATA_CHANGE_HELP = ("use data that differ from those the checkpoint was trained on (refused otherwise: "
-                     "the checkpoint records their size and hash)")
+_DATA_CHANGE_HELP = (
+    "use data that differ from those the checkpoint was trained on (refused otherwise: "
+    "the checkpoint records their size and hash)"
+)
 
 
 def _add_training_commands(commands, experiment_class):
     from npflows.train import SETTINGS
 
     train = commands.add_parser(
-        "train", parents=[_device_options()], help="train an experiment (alone or under mpiexec)",
+        "train",
+        parents=[_device_options()],
+        help="train an experiment (alone or under mpiexec)",
         description="Trains EXPERIMENT for --steps optimiser steps in total; writes OUT/config.json, "
         "OUT/metrics.jsonl, OUT/checkpoint.h5 and OUT/result.json. Under `mpiexec -n W` the global "
         "--batch-size is split over W data-parallel ranks (docs/distributed.md).",
     )
     from . import registry
 
-    train.add_argument("experiment", help=f"one of {', '.join(registry.names())}, or package.module:attribute "
-                       "(a user's Experiment subclass); `npflows train NAME --help` lists its options")
-    train.add_argument("--steps", type=int, required=True, help="total optimiser steps, counting resumed ones")
-    train.add_argument("--batch-size", type=int, required=True, help="global batch, split evenly over the ranks")
-    train.add_argument("--seed", type=int, default=0, help="one seed for parameters, data order and rank streams")
+    train.add_argument(
+        "experiment",
+        help=f"one of {', '.join(registry.names())}, or package.module:attribute "
+        "(a user's Experiment subclass); `npflows train NAME --help` lists its options",
+    )
+    train.add_argument(
+        "--steps", type=int, required=True, help="total optimiser steps, counting resumed ones"
+    )
+    train.add_argument(
+        "--batch-size", type=int, required=True, help="global batch, split evenly over the ranks"
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="one seed for parameters, data order and rank streams"
+    )
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.h5")
-    train.add_argument("--allow-data-change", action="store_true", help="with --resume: " + _DATA_CHANGE_HELP)
-    train.add_argument("--schedule-steps", type=int, default=None,
-                       help="horizon of the experiment's learning-rate schedule (default: the first run's --steps, "
-                       "kept when --resume extends the run)")
-    train.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
+    train.add_argument(
+        "--allow-data-change", action="store_true", help="with --resume: " + _DATA_CHANGE_HELP
+    )
+    train.add_argument(
+        "--schedule-steps",
+        type=int,
+        default=None,
+        help="horizon of the experiment's learning-rate schedule (default: the first run's --steps, "
+        "kept when --resume extends the run)",
+    )
+    train.add_argument(
+        "--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)"
+    )
     every = SETTINGS["checkpoint_every"]
-    train.add_argument("--checkpoint-every", type=int, default=every,
-                       help=f"checkpoint every N steps and at the end (default {every}: a killed run loses at most "
-                       f"{every} steps; 0: only at the end)")
-    train.add_argument("--check-every", type=int, default=50, help="compare parameter checksums across ranks")
-    train.add_argument("--log-every", type=int, default=10, help="metrics line every N steps (0: at the end)")
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=every,
+        help=f"checkpoint every N steps and at the end (default {every}: a killed run loses at most "
+        f"{every} steps; 0: only at the end)",
+    )
+    train.add_argument(
+        "--check-every", type=int, default=50, help="compare parameter checksums across ranks"
+    )
+    train.add_argument(
+        "--log-every", type=int, default=10, help="metrics line every N steps (0: at the end)"
+    )
     if experiment_class is not None:
-        experiment_class.add_arguments(train.add_argument_group(f"{experiment_class.__name__} options"))
+        experiment_class.add_arguments(
+            train.add_argument_group(f"{experiment_class.__name__} options")
+        )
     train.set_defaults(run=cmd_train)
-    for name, text in (("evaluate", "print a checkpoint's evaluation metrics as JSON"),
-                       ("sample", "print samples from a checkpoint's model")):
-        command = commands.add_parser(name, parents=[_device_options()], help=text, description=text + ".")
+    for name, text in (
+        ("evaluate", "print a checkpoint's evaluation metrics as JSON"),
+        ("sample", "print samples from a checkpoint's model"),
+    ):
+        command = commands.add_parser(
+            name, parents=[_device_options()], help=text, description=text + "."
+        )
         command.add_argument("checkpoint", help="OUT/checkpoint.h5 of a training run")
         command.add_argument("--allow-data-change", action="store_true", help=_DATA_CHANGE_HELP)
         if name == "evaluate":
-            command.add_argument("--split", default=None,
-                                 help="print only this held-out split's metrics (charlm: heldout, valid or test)")
+            command.add_argument(
+                "--split",
+                default=None,
+                help="print only this held-out split's metrics (charlm: heldout, valid or test)",
+            )
         if name == "sample":
-            command.add_argument("-n", "--num-samples", type=positive_int, default=8, help="how many samples (>= 1)")
+            command.add_argument(
+                "-n", "--num-samples", type=positive_int, default=8, help="how many samples (>= 1)"
+            )
             command.add_argument("--seed", type=int, default=0, help="sampling seed")
         command.set_defaults(run=cmd_evaluate if name == "evaluate" else cmd_sample)
 
@@ -182,7 +244,9 @@ def _add_reproduce_command(commands, reproduction):
     from . import reproduce
 
     command = commands.add_parser(
-        "reproduce", parents=[_device_options()], help="train every model of a paper table or figure",
+        "reproduce",
+        parents=[_device_options()],
+        help="train every model of a paper table or figure",
         description="Trains every model variant of NAME through the training loop of `npflows train`, "
         "prints our numbers beside the paper's and writes OUT/result.json and OUT/result.md "
         "(each variant's run in OUT/VARIANT). NAME: " + ", ".join(reproduce.names()) + ".",
@@ -210,11 +274,18 @@ def _device(args):
 def cmd_train(args):
     from npflows import train
 
-    config = {key: value for key, value in vars(args).items()
-              if key not in ("command", "run", "resume", "allow_data_change")}
+    config = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "run", "resume", "allow_data_change")
+    }
     config.update(device=_device(args), dtype=getattr(args, "dtype", None) or "float32")
-    train.train(experiment_from_argv(["train", args.experiment]), config, resume=args.resume,
-                allow_data_change=args.allow_data_change)
+    train.train(
+        experiment_from_argv(["train", args.experiment]),
+        config,
+        resume=args.resume,
+        allow_data_change=args.allow_data_change,
+    )
     return 0
 
 
@@ -228,8 +299,14 @@ def _restore(args):
         experiment_class = registry.resolve(str(state.config.get("experiment")))
     except ValueError as error:
         raise UsageError(f"{args.checkpoint}: {error}") from None
-    experiment, model = train.restore(experiment_class, state, args.checkpoint, _device(args), getattr(args, "dtype", None),
-                                      allow_data_change=args.allow_data_change)
+    experiment, model = train.restore(
+        experiment_class,
+        state,
+        args.checkpoint,
+        _device(args),
+        getattr(args, "dtype", None),
+        allow_data_change=args.allow_data_change,
+    )
     return state, experiment, model
 
 
@@ -240,8 +317,12 @@ def cmd_evaluate(args):
     if args.split:
         splits = sorted({name.split("_")[0] for name in metrics})
         if args.split not in splits:
-            raise UsageError(f"evaluate: no split {args.split!r} in {args.checkpoint}'s metrics (splits: {', '.join(splits)})")
-        metrics = {name: value for name, value in metrics.items() if name.split("_")[0] == args.split}
+            raise UsageError(
+                f"evaluate: no split {args.split!r} in {args.checkpoint}'s metrics (splits: {', '.join(splits)})"
+            )
+        metrics = {
+            name: value for name, value in metrics.items() if name.split("_")[0] == args.split
+        }
     print(json.dumps({"checkpoint": args.checkpoint, "step": state.step, **metrics}))
     return 0
 
@@ -258,17 +339,33 @@ def cmd_sample(args):
 
 # -- compress / decompress: parse here, run in runners.compress ----------------------------------
 def _add_compression_commands(commands):
-    for name, text in (("compress", "losslessly compress INPUT with a checkpoint's model into OUTPUT"),
-                       ("decompress", "restore the original bytes of a file written by `npflows compress`")):
-        command = commands.add_parser(name, parents=[_device_options(dtype=name == "compress")], help=text,
-                                      description=text + " (docs/compression.md).")
-        command.add_argument("checkpoint", help="OUT/checkpoint.h5 of a char-LM or synthetic-experiment run")
-        command.add_argument("input", help="text (char-LM) or sequences as `npflows sample` prints them" if name == "compress"
-                             else "a file written by `npflows compress`")
-        command.add_argument("output", help="the file to write (written only when complete and verified)")
+    for name, text in (
+        ("compress", "losslessly compress INPUT with a checkpoint's model into OUTPUT"),
+        ("decompress", "restore the original bytes of a file written by `npflows compress`"),
+    ):
+        command = commands.add_parser(
+            name,
+            parents=[_device_options(dtype=name == "compress")],
+            help=text,
+            description=text + " (docs/compression.md).",
+        )
+        command.add_argument(
+            "checkpoint", help="OUT/checkpoint.h5 of a char-LM or synthetic-experiment run"
+        )
+        command.add_argument(
+            "input",
+            help="text (char-LM) or sequences as `npflows sample` prints them"
+            if name == "compress"
+            else "a file written by `npflows compress`",
+        )
+        command.add_argument(
+            "output", help="the file to write (written only when complete and verified)"
+        )
         command.add_argument("--allow-data-change", action="store_true", help=_DATA_CHANGE_HELP)
         if name == "compress":
-            command.add_argument("--batch-size", type=int, default=128, help="rows per batched network pass")
+            command.add_argument(
+                "--batch-size", type=int, default=128, help="rows per batched network pass"
+            )
         command.set_defaults(run=cmd_compress if name == "compress" else cmd_decompress)
 
 
@@ -276,7 +373,11 @@ def cmd_compress(args):
     from . import compress
 
     state, experiment, model = _restore(args)
-    print(json.dumps(compress.compress(state, experiment, model, args.input, args.output, args.batch_size)))
+    print(
+        json.dumps(
+            compress.compress(state, experiment, model, args.input, args.output, args.batch_size)
+        )
+    )
     return 0
 
 
@@ -286,7 +387,13 @@ def cmd_decompress(args):
     header, words = compress.read_compressed(args.input)
     args.dtype = header["dtype"]  # the encoder's probabilities were computed in this dtype
     state, experiment, model = _restore(args)
-    print(json.dumps(compress.decompress(state, experiment, model, header, words, args.output, args.checkpoint)))
+    print(
+        json.dumps(
+            compress.decompress(
+                state, experiment, model, header, words, args.output, args.checkpoint
+            )
+        )
+    )
     return 0
 
 
@@ -300,8 +407,12 @@ def _raise_failed_device_checks():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser(experiment_from_argv(argv), reproduction_from_argv(argv)).parse_args(argv)
-        if args.command == "reproduce":  # result.md quotes it; train configs must not (resume compares them)
+        args = build_parser(experiment_from_argv(argv), reproduction_from_argv(argv)).parse_args(
+            argv
+        )
+        if (
+            args.command == "reproduce"
+        ):  # result.md quotes it; train configs must not (resume compares them)
             args.command_line = "npflows " + shlex.join(argv)
         if getattr(args, "device", None):
             from npflows import backend

@@ -23,6 +23,7 @@ File: MAGIC, u32 header length, sha256 of the header, the header (JSON), the pay
 (constriction's u32 words, little-endian). The header's fingerprint (sha256 of the checkpoint's
 parameters and configuration and of the layout, vocabulary included) refuses another checkpoint.
 """
+
 import hashlib
 import json
 import os
@@ -54,12 +55,18 @@ def layout_of(experiment, model):
     render = getattr(experiment, "format_sequences", None)
     if callable(render) and isinstance(model, layers.FlowModel):
         return Sequences(render, model.base.length, model.K)
-    raise CompressionError(f"compress: expected a char-LM or synthetic-sequence experiment, got {type(experiment).__name__}")
+    raise CompressionError(
+        f"compress: expected a char-LM or synthetic-sequence experiment, got {type(experiment).__name__}"
+    )
 
 
 def fingerprint(state, layout):
     """sha256 (hex) of a checkpoint's configuration, parameters (names, dtypes, shapes, bytes) and layout."""
-    digest = hashlib.sha256(json.dumps({"config": state.config, "layout": layout.description()}, sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps(
+            {"config": state.config, "layout": layout.description()}, sort_keys=True
+        ).encode()
+    )
     for name, array in state.params.items():
         array = numpy.ascontiguousarray(array)
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
@@ -101,7 +108,9 @@ def _sequential_choose(coder, layout, lengths, known=None):
         open_rows = (t < lengths) & ~stopped
         column = numpy.full(len(lengths), layout.fill_id, dtype=numpy.int64)
         if open_rows.any():
-            column[open_rows] = coder.code(backend.to_numpy(probs)[open_rows], None if known is None else known[open_rows, t])
+            column[open_rows] = coder.code(
+                backend.to_numpy(probs)[open_rows], None if known is None else known[open_rows, t]
+            )
         if layout.stop_id is not None:
             stopped[column == layout.stop_id] = True
         return backend.asarray(column)
@@ -111,13 +120,20 @@ def _sequential_choose(coder, layout, lengths, known=None):
 
 def _factorized_table(base, rows):
     """(rows * D, K) host probabilities of a FactorizedCategorical, row-major like z.ravel()."""
-    probs = backend.to_numpy(backend.array_module(base.logits.data).exp(log_softmax(base.logits.data)))
+    probs = backend.to_numpy(
+        backend.array_module(base.logits.data).exp(log_softmax(base.logits.data))
+    )
     return numpy.broadcast_to(probs, (rows, *probs.shape)).reshape(-1, probs.shape[-1])
 
 
 def _encode_batch(model, layout, tokens, lengths, coder):
     if isinstance(model, charlm.LSTMLanguageModel):
-        model.sequential(len(tokens), layout.length, _sequential_choose(coder, layout, lengths, tokens), layout.stop_id)
+        model.sequential(
+            len(tokens),
+            layout.length,
+            _sequential_choose(coder, layout, lengths, tokens),
+            layout.stop_id,
+        )
         return
     base_side = backend.to_numpy(model.reverse(backend.asarray(tokens)))
     if isinstance(model.base, layers.FactorizedCategorical):
@@ -129,12 +145,20 @@ def _encode_batch(model, layout, tokens, lengths, coder):
 def _decode_batch(model, layout, lengths, coder):
     rows = len(lengths)
     if isinstance(model, charlm.LSTMLanguageModel):
-        ids = backend.to_numpy(model.sequential(rows, layout.length, _sequential_choose(coder, layout, lengths), layout.stop_id))
+        ids = backend.to_numpy(
+            model.sequential(
+                rows, layout.length, _sequential_choose(coder, layout, lengths), layout.stop_id
+            )
+        )
         after_stop = numpy.cumsum(ids == layout.stop_id, axis=1) - (ids == layout.stop_id) > 0
-        ids[after_stop | (numpy.arange(layout.length) >= lengths[:, None])] = layout.fill_id  # the walk stops early
+        ids[after_stop | (numpy.arange(layout.length) >= lengths[:, None])] = (
+            layout.fill_id
+        )  # the walk stops early
         return ids
     if isinstance(model.base, layers.FactorizedCategorical):
-        base_side = backend.asarray(coder.code(_factorized_table(model.base, rows)).reshape(rows, -1))
+        base_side = backend.asarray(
+            coder.code(_factorized_table(model.base, rows)).reshape(rows, -1)
+        )
     else:
         base_side = model.base.sequential(rows, _sequential_choose(coder, layout, lengths))
     return backend.to_numpy(model.forward(base_side))
@@ -144,24 +168,36 @@ def encode_rows(model, layout, tokens, extra, batch_size):
     """Entropy-code a layout's rows (N, L) in batches -> (u32 words, the model's own code length in bits)."""
     lengths, coder = layout.lengths(len(tokens), extra), _SymbolCoder()
     for start in range(0, len(tokens), batch_size):
-        _encode_batch(model, layout, tokens[start:start + batch_size], lengths[start:start + batch_size], coder)
+        _encode_batch(
+            model,
+            layout,
+            tokens[start : start + batch_size],
+            lengths[start : start + batch_size],
+            coder,
+        )
     return coder.encoder.get_compressed(), coder.model_bits
 
 
 def decode_rows(model, layout, rows, extra, batch_size, words):
     """The rows (rows, L) host int64 that encode_rows coded into `words`, batch by batch as it did."""
     lengths, coder = layout.lengths(rows, extra), _SymbolCoder(words)
-    parts = [_decode_batch(model, layout, lengths[start:start + batch_size], coder) for start in range(0, rows, batch_size)]
+    parts = [
+        _decode_batch(model, layout, lengths[start : start + batch_size], coder)
+        for start in range(0, rows, batch_size)
+    ]
     return numpy.concatenate(parts) if parts else numpy.zeros((0, layout.length), dtype=numpy.int64)
 
 
 def _check_model(model):
     if isinstance(model, charlm.LSTMLanguageModel):
         return
-    if not isinstance(model, layers.FlowModel) or not isinstance(model.base, (layers.FactorizedCategorical,
-                                                                               layers.AutoregressiveCategorical)):
-        raise CompressionError(f"compress: expected a FlowModel over a factorised or autoregressive base, or the "
-                               f"char-LM's LSTM, got {type(model).__name__}")
+    if not isinstance(model, layers.FlowModel) or not isinstance(
+        model.base, (layers.FactorizedCategorical, layers.AutoregressiveCategorical)
+    ):
+        raise CompressionError(
+            f"compress: expected a FlowModel over a factorised or autoregressive base, or the "
+            f"char-LM's LSTM, got {type(model).__name__}"
+        )
 
 
 def _read(path):
@@ -176,12 +212,16 @@ def _write(path, blob):
     """Write atomically (temporary file, rename): OUTPUT is complete or untouched."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(
+            dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp"
+        )
         with os.fdopen(handle, "wb") as stream:
             stream.write(blob)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600: give OUTPUT the mode a plain open() would
+        os.chmod(
+            temporary, 0o666 & ~umask
+        )  # mkstemp's 0600: give OUTPUT the mode a plain open() would
         os.replace(temporary, path)
     except OSError as error:
         raise CompressionError(f"cannot write {path}: {error.strerror}") from None
@@ -193,10 +233,16 @@ def _sha256(blob):
 
 def _report(header, seconds, **values):
     symbols = max(header["symbols"], 1)
-    return {**values, "original_bytes": header["original_bytes"], "symbols": header["symbols"], "unit": header["unit"],
-            "seconds": seconds, "symbols_per_second": header["symbols"] / max(seconds, 1e-9),
-            "model_bits_per_symbol": header["model_bits"] / symbols,
-            "payload_bits_per_symbol": 32 * header["payload_words"] / symbols}
+    return {
+        **values,
+        "original_bytes": header["original_bytes"],
+        "symbols": header["symbols"],
+        "unit": header["unit"],
+        "seconds": seconds,
+        "symbols_per_second": header["symbols"] / max(seconds, 1e-9),
+        "model_bits_per_symbol": header["model_bits"] / symbols,
+        "payload_bits_per_symbol": 32 * header["payload_words"] / symbols,
+    }
 
 
 def compress(state, experiment, model, input_path, output_path, batch_size=128):
@@ -209,58 +255,92 @@ def compress(state, experiment, model, input_path, output_path, batch_size=128):
     started = time.perf_counter()
     words, model_bits = encode_rows(model, layout, tokens, extra, batch_size)
     words, seconds = words.astype("<u4").tobytes(), time.perf_counter() - started
-    header = {"format": FORMAT, "version": VERSION, "fingerprint": fingerprint(state, layout),
-              "experiment": state.config.get("experiment"), "step": state.step, "layout": layout.kind, "extra": extra,
-              "rows": len(tokens), "batch_size": batch_size, "original_bytes": len(data), "original_sha256": _sha256(data),
-              "symbols": layout.symbols(tokens, extra), "unit": layout.unit, "model_bits": model_bits,
-              "device": backend.device(), "dtype": numpy.dtype(backend.default_dtype()).name, "coder": CODER,
-              "payload_words": len(words) // 4, "payload_sha256": _sha256(words)}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": fingerprint(state, layout),
+        "experiment": state.config.get("experiment"),
+        "step": state.step,
+        "layout": layout.kind,
+        "extra": extra,
+        "rows": len(tokens),
+        "batch_size": batch_size,
+        "original_bytes": len(data),
+        "original_sha256": _sha256(data),
+        "symbols": layout.symbols(tokens, extra),
+        "unit": layout.unit,
+        "model_bits": model_bits,
+        "device": backend.device(),
+        "dtype": numpy.dtype(backend.default_dtype()).name,
+        "coder": CODER,
+        "payload_words": len(words) // 4,
+        "payload_sha256": _sha256(words),
+    }
     text = json.dumps(header, sort_keys=True).encode()
     blob = _PREFIX.pack(MAGIC, len(text), hashlib.sha256(text).digest()) + text + words
     _write(output_path, blob)
-    return _report(header, seconds, compressed_bytes=len(blob), bits_per_symbol_on_disk=8 * len(blob) / max(header["symbols"], 1))
+    return _report(
+        header,
+        seconds,
+        compressed_bytes=len(blob),
+        bits_per_symbol_on_disk=8 * len(blob) / max(header["symbols"], 1),
+    )
 
 
 def read_compressed(path):
     """(header dict, payload words) of a file written by `compress`; CompressionError when it is
     not one, or truncated, or damaged."""
     blob = _read(path)
-    if len(blob) < _PREFIX.size or blob[:len(MAGIC)] != MAGIC:
-        raise CompressionError(f"{path}: not an npflows compressed file (expected {MAGIC!r} at its start)")
+    if len(blob) < _PREFIX.size or blob[: len(MAGIC)] != MAGIC:
+        raise CompressionError(
+            f"{path}: not an npflows compressed file (expected {MAGIC!r} at its start)"
+        )
     _, size, digest = _PREFIX.unpack_from(blob)
-    text = blob[_PREFIX.size:_PREFIX.size + size]
+    text = blob[_PREFIX.size : _PREFIX.size + size]
     if len(text) != size or hashlib.sha256(text).digest() != digest:
         raise CompressionError(f"{path}: damaged or truncated header (its sha256 does not match)")
     header = json.loads(text)
     if header.get("format") != FORMAT or header.get("version", VERSION + 1) > VERSION:
-        raise CompressionError(f"{path}: expected format {FORMAT} version <= {VERSION}, got {header.get('format')} "
-                               f"version {header.get('version')}")
-    payload = blob[_PREFIX.size + size:]
+        raise CompressionError(
+            f"{path}: expected format {FORMAT} version <= {VERSION}, got {header.get('format')} "
+            f"version {header.get('version')}"
+        )
+    payload = blob[_PREFIX.size + size :]
     if len(payload) != 4 * header["payload_words"] or _sha256(payload) != header["payload_sha256"]:
-        raise CompressionError(f"{path}: truncated or damaged: expected {4 * header['payload_words']} payload bytes "
-                               f"with the header's sha256, got {len(payload)} bytes that do not match")
+        raise CompressionError(
+            f"{path}: truncated or damaged: expected {4 * header['payload_words']} payload bytes "
+            f"with the header's sha256, got {len(payload)} bytes that do not match"
+        )
     return header, numpy.frombuffer(payload, dtype="<u4").astype(numpy.uint32)
 
 
-def decompress(state, experiment, model, header, words, output_path, checkpoint_path="the checkpoint"):
+def decompress(
+    state, experiment, model, header, words, output_path, checkpoint_path="the checkpoint"
+):
     """Decode (header, words) of `read_compressed` with the same checkpoint into OUTPUT; -> a report dict.
     Nothing is written unless the decoded bytes have the original's length and sha256."""
     _check_model(model)
     layout = layout_of(experiment, model)
     if header["fingerprint"] != fingerprint(state, layout):
-        raise CompressionError(f"decompress: the file was compressed with another checkpoint (fingerprint "
-                               f"{header['fingerprint'][:12]}...), not {checkpoint_path} ({fingerprint(state, layout)[:12]}...)")
+        raise CompressionError(
+            f"decompress: the file was compressed with another checkpoint (fingerprint "
+            f"{header['fingerprint'][:12]}...), not {checkpoint_path} ({fingerprint(state, layout)[:12]}...)"
+        )
     rows, started = header["rows"], time.perf_counter()
     tokens = decode_rows(model, layout, rows, header["extra"], header["batch_size"], words)
-    machine = (f"compressed on {header['device']}/{header['dtype']}, decoded on "
-               f"{backend.device()}/{numpy.dtype(backend.default_dtype()).name}")
+    machine = (
+        f"compressed on {header['device']}/{header['dtype']}, decoded on "
+        f"{backend.device()}/{numpy.dtype(backend.default_dtype()).name}"
+    )
     try:
         data = layout.from_rows(tokens, rows, header["extra"])
         if len(data) != header["original_bytes"] or _sha256(data) != header["original_sha256"]:
             raise CompressionError("the decoded bytes differ from the original (length or sha256)")
     except CompressionError as error:
-        raise CompressionError(f"decompress: {error}; the decoder's probabilities were not the encoder's ({machine}; "
-                               f"another BLAS, GPU or dtype can flip a near-tied argmax). Nothing written.") from None
+        raise CompressionError(
+            f"decompress: {error}; the decoder's probabilities were not the encoder's ({machine}; "
+            f"another BLAS, GPU or dtype can flip a near-tied argmax). Nothing written."
+        ) from None
     seconds = time.perf_counter() - started
     _write(output_path, data)
     return _report(header, seconds, decompressed_bytes=len(data))

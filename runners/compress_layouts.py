@@ -17,6 +17,7 @@ positions t < lengths[n] of row n (and stops after `stop_id`). `symbols(tokens, 
 what bits per symbol divide by (PTB: characters + one EOS a row, as bits_per_character does).
 Every problem with the input is a CompressionError naming line and column.
 """
+
 import numpy
 
 from npflows.errors import UsageError
@@ -32,7 +33,9 @@ def _text(data, name):
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise CompressionError(f"{name}: not UTF-8 at byte {error.start} ({error.reason})") from None
+        raise CompressionError(
+            f"{name}: not UTF-8 at byte {error.start} ({error.reason})"
+        ) from None
 
 
 def _where(codepoints, position):
@@ -61,8 +64,12 @@ class _CharacterLayout(_Layout):
     def __init__(self, dataset, length):
         self.vocab, self.length = list(dataset.vocab), int(length)
         characters = [symbol for symbol in self.vocab if len(symbol) == 1]
-        self.vocab_codepoints = numpy.array([ord(symbol) for symbol in characters], dtype=numpy.int64)
-        self.space_as = dataset.word_boundary if dataset.word_boundary and " " not in characters else None
+        self.vocab_codepoints = numpy.array(
+            [ord(symbol) for symbol in characters], dtype=numpy.int64
+        )
+        self.space_as = (
+            dataset.word_boundary if dataset.word_boundary and " " not in characters else None
+        )
 
     def description(self):
         return {"kind": self.kind, "vocab": self.vocab, "length": self.length}
@@ -71,8 +78,10 @@ class _CharacterLayout(_Layout):
         text = _text(data, name)
         if self.space_as and self.space_as in text:
             position = text.index(self.space_as)
-            raise CompressionError(f"{name}: {_where(chardata._codepoints(text), position)}: {self.space_as!r} is this "
-                              f"vocabulary's word boundary, read from a space; it would come back as a space")
+            raise CompressionError(
+                f"{name}: {_where(chardata._codepoints(text), position)}: {self.space_as!r} is this "
+                f"vocabulary's word boundary, read from a space; it would come back as a space"
+            )
         if self.space_as:
             text = text.replace(" ", self.space_as)
         codepoints = chardata._codepoints(text).astype(numpy.int64)
@@ -82,8 +91,10 @@ class _CharacterLayout(_Layout):
         unknown = (ids < 0) & ~numpy.isin(codepoints, allowed)
         if unknown.any():
             position = int(numpy.argmax(unknown))
-            raise CompressionError(f"{name}: {_where(codepoints, position)}: character {chr(codepoints[position])!r} is "
-                              f"not in the checkpoint's vocabulary of {len(self.vocab_codepoints)} characters")
+            raise CompressionError(
+                f"{name}: {_where(codepoints, position)}: character {chr(codepoints[position])!r} is "
+                f"not in the checkpoint's vocabulary of {len(self.vocab_codepoints)} characters"
+            )
 
     def _bytes(self, codepoints):
         text = _string(codepoints)
@@ -110,13 +121,17 @@ class TextRows(_CharacterLayout):
         line_lengths = ends - starts
         if line_lengths.max() >= self.length:
             line = int(numpy.argmax(line_lengths >= self.length))
-            raise CompressionError(f"{name}: line {line + 1} has {line_lengths[line]} characters; this checkpoint's rows "
-                              f"hold at most {self.length - 1} (and EOS)")
+            raise CompressionError(
+                f"{name}: line {line + 1} has {line_lengths[line]} characters; this checkpoint's rows "
+                f"hold at most {self.length - 1} (and EOS)"
+            )
         rows = len(line_lengths)
         tokens = numpy.full((rows, self.length), self.fill_id, dtype=numpy.int64)
         in_line = codepoints != ord("\n")
         row_of = numpy.repeat(numpy.arange(rows), line_lengths)
-        tokens[row_of, numpy.arange(len(codepoints))[in_line] - numpy.repeat(starts, line_lengths)] = ids[in_line]
+        tokens[
+            row_of, numpy.arange(len(codepoints))[in_line] - numpy.repeat(starts, line_lengths)
+        ] = ids[in_line]
         tokens[numpy.arange(rows), line_lengths] = self.stop_id
         return tokens, {"final_newline": bool(final_newline)}
 
@@ -125,10 +140,15 @@ class TextRows(_CharacterLayout):
         is_stop = tokens == self.stop_id
         ends = numpy.argmax(is_stop, axis=1)
         positions = numpy.arange(self.length)
-        well_formed = (is_stop.any(axis=1) & ((tokens < self.stop_id) | (positions >= ends[:, None])).all(axis=1)
-                       & ((tokens == self.fill_id) | (positions <= ends[:, None])).all(axis=1))
+        well_formed = (
+            is_stop.any(axis=1)
+            & ((tokens < self.stop_id) | (positions >= ends[:, None])).all(axis=1)
+            & ((tokens == self.fill_id) | (positions <= ends[:, None])).all(axis=1)
+        )
         if not well_formed.all():
-            raise CompressionError(f"decoded row {int(numpy.argmin(well_formed))} is not characters, EOS, PAD")
+            raise CompressionError(
+                f"decoded row {int(numpy.argmin(well_formed))} is not characters, EOS, PAD"
+            )
         codepoints = numpy.full((len(tokens), self.length + 1), -1, dtype=numpy.int64)
         characters = positions < ends[:, None]
         codepoints[:, :-1][characters] = self.vocab_codepoints[tokens[characters]]
@@ -153,12 +173,17 @@ class TextChunks(_CharacterLayout):
         self._unknown(name, codepoints, ids)
         rows = -(-len(ids) // self.length)
         tokens = numpy.full(rows * self.length, self.fill_id, dtype=numpy.int64)
-        tokens[:len(ids)] = ids
-        return tokens.reshape(rows, self.length), {"final_newline": bool(final_newline), "characters": len(ids)}
+        tokens[: len(ids)] = ids
+        return tokens.reshape(rows, self.length), {
+            "final_newline": bool(final_newline),
+            "characters": len(ids),
+        }
 
     def from_rows(self, tokens, rows, extra):
-        codepoints = self.vocab_codepoints[tokens.ravel()[:extra["characters"]]]
-        return self._bytes(numpy.append(codepoints, ord("\n")) if extra["final_newline"] else codepoints)
+        codepoints = self.vocab_codepoints[tokens.ravel()[: extra["characters"]]]
+        return self._bytes(
+            numpy.append(codepoints, ord("\n")) if extra["final_newline"] else codepoints
+        )
 
     def lengths(self, rows, extra):
         return numpy.minimum(self.length, extra["characters"] - self.length * numpy.arange(rows))
@@ -183,17 +208,26 @@ class Sequences(_Layout):
         words = text.split()
         if not all(word.isdecimal() and word.isascii() for word in words):
             bad = next(word for word in words if not (word.isdecimal() and word.isascii()))
-            raise CompressionError(f"{name}: expected class ids (integers) separated by whitespace, got {bad!r}")
+            raise CompressionError(
+                f"{name}: expected class ids (integers) separated by whitespace, got {bad!r}"
+            )
         ids = numpy.array([int(word) for word in words], dtype=numpy.int64)
         if len(ids) % self.length or (len(ids) and ids.max() >= self.K):
-            raise CompressionError(f"{name}: expected sequences of {self.length} ids in [0, {self.K}), got {len(ids)} "
-                              f"ids, max {ids.max(initial=0)}")
+            raise CompressionError(
+                f"{name}: expected sequences of {self.length} ids in [0, {self.K}), got {len(ids)} "
+                f"ids, max {ids.max(initial=0)}"
+            )
         tokens = ids.reshape(-1, self.length)
         canonical = self.render(tokens)
         if text not in (canonical, canonical + "\n"):
-            position = next((i for i, (a, b) in enumerate(zip(text, canonical + "\n")) if a != b), len(canonical))
-            raise CompressionError(f"{name}: {_where(chardata._codepoints(text), position)}: not written as `npflows "
-                              f"sample` writes this experiment's sequences (spacing or line breaks differ)")
+            position = next(
+                (i for i, (a, b) in enumerate(zip(text, canonical + "\n")) if a != b),
+                len(canonical),
+            )
+            raise CompressionError(
+                f"{name}: {_where(chardata._codepoints(text), position)}: not written as `npflows "
+                f"sample` writes this experiment's sequences (spacing or line breaks differ)"
+            )
         return tokens, {"final_newline": text != canonical}
 
     def from_rows(self, tokens, rows, extra):

@@ -5,6 +5,7 @@ variables with K classes), drawn from a Dirichlet with alpha = 1 (K^D - 1 free p
 Outcome index <-> sequence: the sequence is the base-K digits of the index, most significant
 digit first, i.e. index = sum_d x_d K^(D-1-d); so `x[:, 0]` varies slowest.
 """
+
 from typing import NamedTuple
 
 import numpy
@@ -13,17 +14,18 @@ from npflows.init import as_generator
 
 # Largest K^D this module will materialise: 2^26 outcomes = 512 MB of float64 probabilities
 # (Table 1's largest row, D = 10, K = 5, has 5^10 = 9,765,625 outcomes = 78 MB).
-MAX_OUTCOMES = 2 ** 26
+MAX_OUTCOMES = 2**26
 
 
 class Table1Row(NamedTuple):
     """One row of the paper's Table 1: negative log-likelihoods in nats, as printed."""
-    dimension: int            # D
-    num_classes: int          # K
+
+    dimension: int  # D
+    num_classes: int  # K
     autoregressive_base: float
     autoregressive_flow: float  # 1 flow on the autoregressive base
     factorized_base: float
-    bipartite_flow: float       # 4 flows on the factorized base
+    bipartite_flow: float  # 4 flows on the factorized base
 
 
 TABLE1_ROWS = (
@@ -36,33 +38,46 @@ TABLE1_ROWS = (
 # nats for the rows above. The D = 5, K = 10 row prints NLLs (10.3, 10.7) below 11.09, which no
 # model reaches in expectation on fresh samples: likely NLLs on training data.
 # Section 4.1's set-up: a Transformer with 64 hidden units for the base and flow locations.
-PAPER_SETUP = {"transformer_hidden_units": 64, "autoregressive_flows": 1, "bipartite_flows": 4,
-               "dirichlet_alpha": 1.0}
+PAPER_SETUP = {
+    "transformer_hidden_units": 64,
+    "autoregressive_flows": 1,
+    "bipartite_flows": 4,
+    "dirichlet_alpha": 1.0,
+}
 
 
 def _check_shape(D, K, caller):
     for name, value in (("D", D), ("K", K)):
         if not isinstance(value, (int, numpy.integer)) or value < 1:
-            raise ValueError(f"fullrank.{caller}: expected a positive integer {name}, got {value!r}")
+            raise ValueError(
+                f"fullrank.{caller}: expected a positive integer {name}, got {value!r}"
+            )
     if K < 2:
         raise ValueError(f"fullrank.{caller}: expected K >= 2 classes, got {K}")
     num_outcomes = int(K) ** int(D)  # Python ints: no silent int64 overflow
     if num_outcomes > MAX_OUTCOMES:
-        raise ValueError(f"fullrank.{caller}: expected K^D <= {MAX_OUTCOMES} outcomes, "
-                         f"got {K}^{D} = {num_outcomes}")
+        raise ValueError(
+            f"fullrank.{caller}: expected K^D <= {MAX_OUTCOMES} outcomes, "
+            f"got {K}^{D} = {num_outcomes}"
+        )
     return num_outcomes
 
 
 def _check_probs(probs, caller, num_outcomes=None):
     probs = numpy.asarray(probs)
     if probs.ndim != 1 or not numpy.issubdtype(probs.dtype, numpy.floating):
-        raise ValueError(f"fullrank.{caller}: expected a 1-d float probability vector, "
-                         f"got shape {probs.shape}, dtype {probs.dtype}")
+        raise ValueError(
+            f"fullrank.{caller}: expected a 1-d float probability vector, "
+            f"got shape {probs.shape}, dtype {probs.dtype}"
+        )
     if num_outcomes is not None and probs.shape[0] != num_outcomes:
-        raise ValueError(f"fullrank.{caller}: expected {num_outcomes} = K^D probabilities, "
-                         f"got {probs.shape[0]}")
+        raise ValueError(
+            f"fullrank.{caller}: expected {num_outcomes} = K^D probabilities, got {probs.shape[0]}"
+        )
     if probs.size and probs.min() < 0.0:
-        raise ValueError(f"fullrank.{caller}: expected non-negative probabilities, got min {probs.min()}")
+        raise ValueError(
+            f"fullrank.{caller}: expected non-negative probabilities, got min {probs.min()}"
+        )
     return probs
 
 
@@ -84,8 +99,10 @@ def sequences_of(indices, D, K):
     if not numpy.issubdtype(indices.dtype, numpy.integer):
         raise ValueError(f"fullrank.sequences_of: expected integer indices, got {indices.dtype}")
     if indices.size and (indices.min() < 0 or indices.max() >= num_outcomes):
-        raise ValueError(f"fullrank.sequences_of: expected indices in [0, {num_outcomes}), "
-                         f"got min {indices.min()}, max {indices.max()}")
+        raise ValueError(
+            f"fullrank.sequences_of: expected indices in [0, {num_outcomes}), "
+            f"got min {indices.min()}, max {indices.max()}"
+        )
     place_values = int(K) ** numpy.arange(D - 1, -1, -1, dtype=numpy.int64)
     return (indices.astype(numpy.int64)[..., None] // place_values) % K
 
@@ -94,12 +111,16 @@ def index_of(sequences, K):
     """(..., D) int digits in [0, K), most significant first -> (...) int64 outcome indices."""
     sequences = numpy.asarray(sequences)
     if sequences.ndim < 1 or not numpy.issubdtype(sequences.dtype, numpy.integer):
-        raise ValueError(f"fullrank.index_of: expected (..., D) integer sequences, "
-                         f"got shape {sequences.shape}, dtype {sequences.dtype}")
+        raise ValueError(
+            f"fullrank.index_of: expected (..., D) integer sequences, "
+            f"got shape {sequences.shape}, dtype {sequences.dtype}"
+        )
     _check_shape(sequences.shape[-1], K, "index_of")
     if sequences.size and (sequences.min() < 0 or sequences.max() >= K):
-        raise ValueError(f"fullrank.index_of: expected digits in [0, {K}), "
-                         f"got min {sequences.min()}, max {sequences.max()}")
+        raise ValueError(
+            f"fullrank.index_of: expected digits in [0, {K}), "
+            f"got min {sequences.min()}, max {sequences.max()}"
+        )
     place_values = int(K) ** numpy.arange(sequences.shape[-1] - 1, -1, -1, dtype=numpy.int64)
     return sequences.astype(numpy.int64) @ place_values
 
@@ -115,18 +136,26 @@ def sample(probs, D, K, n, rng):
 
 def cumulative_of(probs, D, K):
     """(K^D,) float64 running sums of `probs`, what `sample_indices` draws from (computed once per table)."""
-    cumulative = numpy.cumsum(_check_probs(probs, "sample", _check_shape(D, K, "sample")), dtype=numpy.float64)
+    cumulative = numpy.cumsum(
+        _check_probs(probs, "sample", _check_shape(D, K, "sample")), dtype=numpy.float64
+    )
     if not cumulative[-1] > 0.0:
-        raise ValueError(f"fullrank.sample: expected probabilities with a positive sum, got {cumulative[-1]}")
+        raise ValueError(
+            f"fullrank.sample: expected probabilities with a positive sum, got {cumulative[-1]}"
+        )
     return cumulative
 
 
 def sample_indices(cumulative, n, rng):
     """n i.i.d. outcome indices drawn from the running sums `cumulative` (inverse CDF, as `sample`)."""
     if not isinstance(n, (int, numpy.integer)) or n < 0:
-        raise ValueError(f"fullrank.sample: expected a non-negative integer sample count, got {n!r}")
+        raise ValueError(
+            f"fullrank.sample: expected a non-negative integer sample count, got {n!r}"
+        )
     uniforms = as_generator(rng).random(n) * cumulative[-1]
-    return numpy.minimum(numpy.searchsorted(cumulative, uniforms, side="right"), len(cumulative) - 1)
+    return numpy.minimum(
+        numpy.searchsorted(cumulative, uniforms, side="right"), len(cumulative) - 1
+    )
 
 
 def entropy(probs):
@@ -145,8 +174,10 @@ def cross_entropy_of_model(model_log_probs, probs):
     probs = _check_probs(probs, "cross_entropy_of_model")
     model_log_probs = numpy.asarray(model_log_probs)
     if model_log_probs.shape != probs.shape:
-        raise ValueError(f"fullrank.cross_entropy_of_model: expected model log-probabilities of shape "
-                         f"{probs.shape}, got {model_log_probs.shape}")
+        raise ValueError(
+            f"fullrank.cross_entropy_of_model: expected model log-probabilities of shape "
+            f"{probs.shape}, got {model_log_probs.shape}"
+        )
     support = probs > 0
     return float(-(probs[support] * model_log_probs[support]).sum())
 
@@ -183,7 +214,12 @@ def negative_log_likelihood(model_log_probs, sequences, K):
     """Mean -log q(x) in nats over (n, D) sequences, for a model given as (K^D,) log-probabilities."""
     model_log_probs = numpy.asarray(model_log_probs)
     indices = index_of(sequences, K)
-    if model_log_probs.ndim != 1 or model_log_probs.shape[0] != int(K) ** numpy.asarray(sequences).shape[-1]:
-        raise ValueError(f"fullrank.negative_log_likelihood: expected (K^D,) model log-probabilities, "
-                         f"got shape {model_log_probs.shape}")
+    if (
+        model_log_probs.ndim != 1
+        or model_log_probs.shape[0] != int(K) ** numpy.asarray(sequences).shape[-1]
+    ):
+        raise ValueError(
+            f"fullrank.negative_log_likelihood: expected (K^D,) model log-probabilities, "
+            f"got shape {model_log_probs.shape}"
+        )
     return float(-model_log_probs[indices].mean())

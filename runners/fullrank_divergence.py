@@ -13,6 +13,7 @@ indices (runners/fullrank.py maps them to sequences), so neither ever holds all 
   little beyond the marginals), where the plain E_p[log p - log q] would carry the full spread
   of log p(x) (about 0.8 nats for a Dirichlet(1) table).
 """
+
 import numpy
 
 
@@ -36,7 +37,8 @@ def sampled_kl(log_prob_of, log_reference_of, reference_kl, indices):
     log_reference_of: indices -> log r(x) of the reference r, reference_kl = KL(p || r) exactly."""
     if len(indices) < 2:
         raise ValueError(f"sampled_kl: expected at least 2 sampled outcomes, got {len(indices)}")
-    differences = (numpy.asarray(log_reference_of(indices), dtype=numpy.float64)
-                   - numpy.asarray(log_prob_of(indices), dtype=numpy.float64))
+    differences = numpy.asarray(log_reference_of(indices), dtype=numpy.float64) - numpy.asarray(
+        log_prob_of(indices), dtype=numpy.float64
+    )
     standard_error = differences.std(ddof=1) / numpy.sqrt(len(differences))
     return float(reference_kl + differences.mean()), float(standard_error)

@@ -14,6 +14,7 @@ four on-axis components, whose square mass is Phi(2.5) ~ 0.9938, by about 0.6%.)
 Because a component is isotropic, its truncated density factorises over x and y, which is
 what makes the per-coordinate redraw and the exact table below valid.
 """
+
 import math
 
 import numpy
@@ -95,21 +96,33 @@ def true_probability_table():
 def _check_table(table, caller):
     table = numpy.asarray(table)
     if table.shape != (NUM_BINS, NUM_BINS) or not numpy.issubdtype(table.dtype, numpy.floating):
-        raise ValueError(f"mog.{caller}: expected a (90, 90) float probability table, "
-                         f"got shape {table.shape}, dtype {table.dtype}")
+        raise ValueError(
+            f"mog.{caller}: expected a (90, 90) float probability table, "
+            f"got shape {table.shape}, dtype {table.dtype}"
+        )
     if table.min() < 0.0:
-        raise ValueError(f"mog.{caller}: expected non-negative probabilities, got min {table.min()}")
+        raise ValueError(
+            f"mog.{caller}: expected non-negative probabilities, got min {table.min()}"
+        )
     return table
 
 
 def _check_samples(samples, caller):
     samples = numpy.asarray(samples)
-    if samples.ndim != 2 or samples.shape[1] != 2 or not numpy.issubdtype(samples.dtype, numpy.integer):
-        raise ValueError(f"mog.{caller}: expected (n, 2) integer bin indices, "
-                         f"got shape {samples.shape}, dtype {samples.dtype}")
+    if (
+        samples.ndim != 2
+        or samples.shape[1] != 2
+        or not numpy.issubdtype(samples.dtype, numpy.integer)
+    ):
+        raise ValueError(
+            f"mog.{caller}: expected (n, 2) integer bin indices, "
+            f"got shape {samples.shape}, dtype {samples.dtype}"
+        )
     if samples.size and (samples.min() < 0 or samples.max() >= NUM_BINS):
-        raise ValueError(f"mog.{caller}: expected bin indices in [0, {NUM_BINS}), "
-                         f"got min {samples.min()}, max {samples.max()}")
+        raise ValueError(
+            f"mog.{caller}: expected bin indices in [0, {NUM_BINS}), "
+            f"got min {samples.min()}, max {samples.max()}"
+        )
     return samples
 
 
@@ -150,21 +163,46 @@ class MixtureOfGaussians(Experiment):
 
     @classmethod
     def add_arguments(cls, parser):
-        parser.add_argument("--model", choices=MODELS, default="bipartite", help="factorised base alone, or with one flow")
-        parser.add_argument("--hidden", type=positive_int, default=256, help="hidden units of the flow's MLP")
-        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
-        parser.add_argument("--flow-init", choices=("identity", "random"), default="identity",
-                            help="identity: a zero output layer, so the flow starts as the identity map")
-        parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (cosine decay to 0)")
-        parser.add_argument("--train-samples", type=positive_int, default=20000, help="training set size")
-        parser.add_argument("--heldout-samples", type=positive_int, default=20000, help="held-out set size")
-        parser.add_argument("--data-seed", type=int, default=0, help="seed of the training and held-out draws")
+        parser.add_argument(
+            "--model",
+            choices=MODELS,
+            default="bipartite",
+            help="factorised base alone, or with one flow",
+        )
+        parser.add_argument(
+            "--hidden", type=positive_int, default=256, help="hidden units of the flow's MLP"
+        )
+        parser.add_argument(
+            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
+        )
+        parser.add_argument(
+            "--flow-init",
+            choices=("identity", "random"),
+            default="identity",
+            help="identity: a zero output layer, so the flow starts as the identity map",
+        )
+        parser.add_argument(
+            "--lr", type=float, default=1e-2, help="Adam learning rate (cosine decay to 0)"
+        )
+        parser.add_argument(
+            "--train-samples", type=positive_int, default=20000, help="training set size"
+        )
+        parser.add_argument(
+            "--heldout-samples", type=positive_int, default=20000, help="held-out set size"
+        )
+        parser.add_argument(
+            "--data-seed", type=int, default=0, help="seed of the training and held-out draws"
+        )
 
     def __init__(self, config):
         super().__init__(config)
         streams = numpy.random.SeedSequence(config.get("data_seed", 0)).spawn(2)
-        self.train_ids = sample(config.get("train_samples", 20000), numpy.random.default_rng(streams[0]))
-        self.heldout_ids = sample(config.get("heldout_samples", 20000), numpy.random.default_rng(streams[1]))
+        self.train_ids = sample(
+            config.get("train_samples", 20000), numpy.random.default_rng(streams[0])
+        )
+        self.heldout_ids = sample(
+            config.get("heldout_samples", 20000), numpy.random.default_rng(streams[1])
+        )
         self.table = true_probability_table()
 
     def build_model(self, rng):
@@ -195,13 +233,18 @@ class MixtureOfGaussians(Experiment):
         return nll_and_backward(model, layers.one_hot(batch, NUM_BINS))
 
     def learning_rate(self, step):
-        return optim.warmup_decay(float(self.config.get("lr", 1e-2)), total_steps=self.schedule_steps)(step)
+        return optim.warmup_decay(
+            float(self.config.get("lr", 1e-2)), total_steps=self.schedule_steps
+        )(step)
 
     def evaluate(self, model):
         log_table = numpy.log(numpy.maximum(model_table(model), 1e-300))
-        return {"train_nll": float(-log_table[self.train_ids[:, 0], self.train_ids[:, 1]].mean()),
-                "heldout_nll": float(-log_table[self.heldout_ids[:, 0], self.heldout_ids[:, 1]].mean()),
-                "exact_nll": float(-(self.table * log_table).sum()), "entropy": entropy(self.table)}
+        return {
+            "train_nll": float(-log_table[self.train_ids[:, 0], self.train_ids[:, 1]].mean()),
+            "heldout_nll": float(-log_table[self.heldout_ids[:, 0], self.heldout_ids[:, 1]].mean()),
+            "exact_nll": float(-(self.table * log_table).sum()),
+            "entropy": entropy(self.table),
+        }
 
     def sample(self, model, num_samples, rng):
         """(num_samples, 2) bin indices (x bin, y bin), one sample a line."""
@@ -220,6 +263,8 @@ def nll_and_backward(model, one_hot_batch):
 
 def model_table(model):
     """(90, 90) float64 host array: the model's probability of every cell, by enumeration."""
-    cells = numpy.stack(numpy.meshgrid(numpy.arange(NUM_BINS), numpy.arange(NUM_BINS), indexing="ij"), -1).reshape(-1, 2)
+    cells = numpy.stack(
+        numpy.meshgrid(numpy.arange(NUM_BINS), numpy.arange(NUM_BINS), indexing="ij"), -1
+    ).reshape(-1, 2)
     log_probs = model.log_prob(backend.asarray(cells))
     return numpy.exp(backend.to_numpy(log_probs).astype(numpy.float64)).reshape(NUM_BINS, NUM_BINS)

@@ -13,6 +13,7 @@ Sampler conventions (the paper says only "500 steps of Metropolis-Hastings"):
 - a site proposes a state drawn uniformly from its q - 1 other states (symmetric) and accepts
   with probability min(1, exp(-dE)).
 """
+
 import functools
 from typing import NamedTuple
 
@@ -32,9 +33,10 @@ MAX_ENUMERATED_STATES = 2_000_000
 
 class Table2Row(NamedTuple):
     """One row of the paper's Table 2: negative log-likelihoods in nats, as printed."""
-    num_states: int   # q
-    side: int         # L, so D = L * L
-    coupling: float   # J
+
+    num_states: int  # q
+    side: int  # L, so D = L * L
+    coupling: float  # J
     autoregressive_base: float
     autoregressive_flow: float
 
@@ -76,22 +78,33 @@ def _colour_classes(L):
     (4, S) flat indices of above/below/left/right, L*L (a sentinel column) where off the lattice."""
     padded = numpy.full((L + 2, L + 2), L * L)
     padded[1:-1, 1:-1] = numpy.arange(L * L).reshape(L, L)
-    neighbours = numpy.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]],
-                             axis=-1).reshape(L * L, 4)
+    neighbours = numpy.stack(
+        [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]], axis=-1
+    ).reshape(L * L, 4)
     parity = numpy.indices((L, L)).sum(axis=0).ravel() % 2
-    return [(numpy.flatnonzero(parity == colour), neighbours[parity == colour].T.copy()) for colour in (0, 1)]
+    return [
+        (numpy.flatnonzero(parity == colour), neighbours[parity == colour].T.copy())
+        for colour in (0, 1)
+    ]
 
 
 def energy(states, L, J):
     """(n, L*L) int states (row-major) -> (n,) float64 energies -J * #equal neighbouring pairs."""
     _check_lattice(L, 2, J, "energy")
     states = numpy.asarray(states)
-    if states.ndim != 2 or states.shape[1] != L * L or not numpy.issubdtype(states.dtype, numpy.integer):
-        raise ValueError(f"potts.energy: expected (n, {L * L}) integer states for L = {L}, "
-                         f"got shape {states.shape}, dtype {states.dtype}")
+    if (
+        states.ndim != 2
+        or states.shape[1] != L * L
+        or not numpy.issubdtype(states.dtype, numpy.integer)
+    ):
+        raise ValueError(
+            f"potts.energy: expected (n, {L * L}) integer states for L = {L}, "
+            f"got shape {states.shape}, dtype {states.dtype}"
+        )
     lattice = states.reshape(-1, L, L)
-    equal_pairs = ((lattice[:, 1:, :] == lattice[:, :-1, :]).sum(axis=(1, 2))
-                   + (lattice[:, :, 1:] == lattice[:, :, :-1]).sum(axis=(1, 2)))
+    equal_pairs = (lattice[:, 1:, :] == lattice[:, :-1, :]).sum(axis=(1, 2)) + (
+        lattice[:, :, 1:] == lattice[:, :, :-1]
+    ).sum(axis=(1, 2))
     return -float(J) * equal_pairs
 
 
@@ -112,10 +125,10 @@ def sample(n, L, q, J, steps=500, *, rng):
     colour_classes = _colour_classes(L)
     for _ in range(steps):
         for sites, neighbours in colour_classes:
-            current = lattice[:, sites]                                   # (n, S)
+            current = lattice[:, sites]  # (n, S)
             proposals = current + rng.integers(1, q, size=current.shape, dtype=dtype)
-            proposals -= q * (proposals >= q).astype(dtype)                # uniform over the q - 1 others
-            neighbour_values = lattice[:, neighbours]                     # (n, 4, S)
+            proposals -= q * (proposals >= q).astype(dtype)  # uniform over the q - 1 others
+            neighbour_values = lattice[:, neighbours]  # (n, 4, S)
             gain = numpy.zeros(current.shape, dtype=numpy.int8)
             for direction in range(4):  # explicit adds: much faster than .sum(axis) over bools
                 gain += proposals == neighbour_values[:, direction]
@@ -129,12 +142,18 @@ def state_index(states, q):
     """(n, D) int states -> (n,) int64 indices into exact_distribution (site 0 most significant)."""
     states = numpy.asarray(states)
     if states.ndim != 2 or not numpy.issubdtype(states.dtype, numpy.integer):
-        raise ValueError(f"potts.state_index: expected (n, D) integer states, got shape {states.shape}")
+        raise ValueError(
+            f"potts.state_index: expected (n, D) integer states, got shape {states.shape}"
+        )
     if states.size and (states.min() < 0 or states.max() >= q):
-        raise ValueError(f"potts.state_index: expected states in [0, {q}), "
-                         f"got min {states.min()}, max {states.max()}")
+        raise ValueError(
+            f"potts.state_index: expected states in [0, {q}), "
+            f"got min {states.min()}, max {states.max()}"
+        )
     if int(q) ** states.shape[1] > numpy.iinfo(numpy.int64).max:
-        raise ValueError(f"potts.state_index: expected q^D to fit in int64, got {q}^{states.shape[1]}")
+        raise ValueError(
+            f"potts.state_index: expected q^D to fit in int64, got {q}^{states.shape[1]}"
+        )
     place_values = int(q) ** numpy.arange(states.shape[1] - 1, -1, -1, dtype=numpy.int64)
     return states.astype(numpy.int64) @ place_values
 
@@ -190,7 +209,17 @@ def entropy_lower_bound(L, q, J):
 VARIANTS = ("ar-base", "ar-flow")
 
 
-def build_model(train_states, q, variant, hidden=32, min_count=1, temperature=0.1, identity_margin=0.0, rng=None, dtype=None):
+def build_model(
+    train_states,
+    q,
+    variant,
+    hidden=32,
+    min_count=1,
+    temperature=0.1,
+    identity_margin=0.0,
+    rng=None,
+    dtype=None,
+):
     """layers.FlowModel over (B, D) lattices: base = AutoregressiveCategorical over an LSTM of
     `hidden` units; variant "ar-flow" adds one DiscreteAutoregressiveFlow (location only) whose
     network is a layers.PrefixTable keyed by the training lattices' prefixes.
@@ -203,12 +232,18 @@ def build_model(train_states, q, variant, hidden=32, min_count=1, temperature=0.
     if variant not in VARIANTS:
         raise ValueError(f"potts: expected --model in {VARIANTS}, got {variant!r}")
     rng, D = as_generator(rng), train_states.shape[1]
-    base = layers.AutoregressiveCategorical(layers.LSTMNetwork(q, hidden, q, rng=rng, dtype=dtype), q, length=D)
+    base = layers.AutoregressiveCategorical(
+        layers.LSTMNetwork(q, hidden, q, rng=rng, dtype=dtype), q, length=D
+    )
     flows = []
     if variant == "ar-flow":
-        inputs = layers.onehot.shift_right(layers.one_hot(train_states, q, numpy.float32))  # what the table will see
+        inputs = layers.onehot.shift_right(
+            layers.one_hot(train_states, q, numpy.float32)
+        )  # what the table will see
         table = PrefixTable(inputs, q, min_count=min_count, rng=rng, dtype=dtype)
-        table.table.data[:, 0] = identity_margin  # location 0 (the identity) leads every row by this margin
+        table.table.data[:, 0] = (
+            identity_margin  # location 0 (the identity) leads every row by this margin
+        )
         flows.append(layers.DiscreteAutoregressiveFlow(table, q, temperature=temperature))
     return layers.FlowModel(flows, base)
 
@@ -218,13 +253,18 @@ def datasets(train_examples, eval_examples, L, q, J, steps, seed):
     """(train, held-out) lattices from independent chains, one seed for both; cached, so that
     the variants of one Table 2 row (and evaluate/sample) reuse one draw. Read-only arrays."""
     rng = numpy.random.default_rng(numpy.random.SeedSequence(seed))
-    parts = sample(train_examples, L, q, J, steps, rng=rng), sample(eval_examples, L, q, J, steps, rng=rng)
+    parts = (
+        sample(train_examples, L, q, J, steps, rng=rng),
+        sample(eval_examples, L, q, J, steps, rng=rng),
+    )
     for part in parts:
         part.flags.writeable = False
     return parts
 
 
-_cached_entropy = functools.lru_cache(maxsize=8)(exact_entropy)  # 1.7 s for 5^9 states; once per row
+_cached_entropy = functools.lru_cache(maxsize=8)(
+    exact_entropy
+)  # 1.7 s for 5^9 states; once per row
 
 
 class PottsExperiment(Experiment):
@@ -233,34 +273,96 @@ class PottsExperiment(Experiment):
     @classmethod
     def add_arguments(cls, parser):
         parser.add_argument("--states", type=positive_int, default=3, help="q, states per site")
-        parser.add_argument("--side", type=positive_int, default=3, help="L, the lattice is L x L (D = L^2)")
+        parser.add_argument(
+            "--side", type=positive_int, default=3, help="L, the lattice is L x L (D = L^2)"
+        )
         parser.add_argument("--coupling", type=float, default=0.1, help="J, the coupling strength")
-        parser.add_argument("--mh-steps", type=non_negative_int, default=PAPER_SETUP["mh_steps"], help="Metropolis-Hastings sweeps per chain")
-        parser.add_argument("--model", default="ar-flow", choices=VARIANTS, help="the AR base alone or under one AR flow")
-        parser.add_argument("--hidden", type=positive_int, default=PAPER_SETUP["lstm_hidden_units"], help="base LSTM units")
-        parser.add_argument("--min-count", type=positive_int, default=100, help="prefixes seen fewer times in training share a default row (1: the paper's every combination; it memorises, docs/results.md)")
-        parser.add_argument("--temperature", type=float, default=0.1, help="straight-through softmax temperature")
-        parser.add_argument("--identity-margin", type=float, default=1.0, help="initial lead of location 0 in every table row")
-        parser.add_argument("--train-examples", type=positive_int, default=100_000, help="training lattices (independent chains)")
-        parser.add_argument("--eval-examples", type=positive_int, default=10_000, help="held-out lattices (fresh chains)")
-        parser.add_argument("--data-seed", type=int, default=1, help="seed of the chains (the training seed is --seed)")
+        parser.add_argument(
+            "--mh-steps",
+            type=non_negative_int,
+            default=PAPER_SETUP["mh_steps"],
+            help="Metropolis-Hastings sweeps per chain",
+        )
+        parser.add_argument(
+            "--model",
+            default="ar-flow",
+            choices=VARIANTS,
+            help="the AR base alone or under one AR flow",
+        )
+        parser.add_argument(
+            "--hidden",
+            type=positive_int,
+            default=PAPER_SETUP["lstm_hidden_units"],
+            help="base LSTM units",
+        )
+        parser.add_argument(
+            "--min-count",
+            type=positive_int,
+            default=100,
+            help="prefixes seen fewer times in training share a default row "
+            "(1: the paper's every combination; it memorises, docs/results.md)",
+        )
+        parser.add_argument(
+            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
+        )
+        parser.add_argument(
+            "--identity-margin",
+            type=float,
+            default=1.0,
+            help="initial lead of location 0 in every table row",
+        )
+        parser.add_argument(
+            "--train-examples",
+            type=positive_int,
+            default=100_000,
+            help="training lattices (independent chains)",
+        )
+        parser.add_argument(
+            "--eval-examples",
+            type=positive_int,
+            default=10_000,
+            help="held-out lattices (fresh chains)",
+        )
+        parser.add_argument(
+            "--data-seed",
+            type=int,
+            default=1,
+            help="seed of the chains (the training seed is --seed)",
+        )
         parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
 
     def __init__(self, config):
         super().__init__(config)
         get = lambda key, default: default if config.get(key) is None else config[key]  # noqa: E731
-        self.q, self.side, self.coupling = int(get("states", 3)), int(get("side", 3)), float(get("coupling", 0.1))
-        self.train_states, self.eval_states = datasets(int(get("train_examples", 100_000)), int(get("eval_examples", 10_000)),
-                                                       self.side, self.q, self.coupling, int(get("mh_steps", 500)),
-                                                       int(get("data_seed", 1)))
+        self.q, self.side, self.coupling = (
+            int(get("states", 3)),
+            int(get("side", 3)),
+            float(get("coupling", 0.1)),
+        )
+        self.train_states, self.eval_states = datasets(
+            int(get("train_examples", 100_000)),
+            int(get("eval_examples", 10_000)),
+            self.side,
+            self.q,
+            self.coupling,
+            int(get("mh_steps", 500)),
+            int(get("data_seed", 1)),
+        )
         self.entropy = _cached_entropy(self.side, self.q, self.coupling)
 
     def build_model(self, rng):
         config = self.config
-        return build_model(self.train_states, self.q, config.get("model") or "ar-flow", config.get("hidden") or 32,
-                           config.get("min_count") or 100, config.get("temperature") or 0.1,
-                           config.get("identity_margin", 1.0), rng=rng,
-                           dtype=backend.default_dtype())
+        return build_model(
+            self.train_states,
+            self.q,
+            config.get("model") or "ar-flow",
+            config.get("hidden") or 32,
+            config.get("min_count") or 100,
+            config.get("temperature") or 0.1,
+            config.get("identity_margin", 1.0),
+            rng=rng,
+            dtype=backend.default_dtype(),
+        )
 
     @property
     def train_examples(self):
@@ -268,21 +370,31 @@ class PottsExperiment(Experiment):
 
     def loss_and_backward(self, model, batch, rng):
         log_probs = model.log_prob(layers.one_hot(batch, self.q, backend.default_dtype()))
-        model.backward(backend.array_module(log_probs).full(len(log_probs), -1.0 / len(log_probs), log_probs.dtype))
+        model.backward(
+            backend.array_module(log_probs).full(
+                len(log_probs), -1.0 / len(log_probs), log_probs.dtype
+            )
+        )
         return -log_probs.mean()
 
     def _nll(self, model, states, chunk=5000):
-        parts = [backend.to_numpy(-model.log_prob(backend.asarray(states[start:start + chunk])))
-                 for start in range(0, len(states), chunk)]
+        parts = [
+            backend.to_numpy(-model.log_prob(backend.asarray(states[start : start + chunk])))
+            for start in range(0, len(states), chunk)
+        ]
         return float(numpy.concatenate(parts).mean())
 
     def evaluate(self, model):
-        metrics = {"nll": self._nll(model, self.eval_states),
-                   "train_nll": self._nll(model, self.train_states[:len(self.eval_states)])}
+        metrics = {
+            "nll": self._nll(model, self.eval_states),
+            "train_nll": self._nll(model, self.train_states[: len(self.eval_states)]),
+        }
         if self.entropy is not None:
             metrics["entropy"] = self.entropy
         for flow in model.flows:  # how much of the held-out data the table has rows for
-            eval_inputs = layers.onehot.shift_right(layers.one_hot(backend.asarray(self.eval_states), self.q))
+            eval_inputs = layers.onehot.shift_right(
+                layers.one_hot(backend.asarray(self.eval_states), self.q)
+            )
             metrics["heldout_prefixes_in_table"] = flow.network.seen_fraction(eval_inputs)
         return metrics
 
@@ -298,4 +410,6 @@ class PottsExperiment(Experiment):
     def format_sequences(self, states):
         """(n, L*L) or (n, L, L) states as text, L lines of L a lattice, a blank line between lattices."""
         lattices = numpy.asarray(states).reshape(-1, self.side, self.side)
-        return "\n\n".join("\n".join(" ".join(map(str, row)) for row in lattice) for lattice in lattices)
+        return "\n\n".join(
+            "\n".join(" ".join(map(str, row)) for row in lattice) for lattice in lattices
+        )

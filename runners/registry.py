@@ -8,6 +8,7 @@ file. For `module:attribute` the current directory is importable, as with `pytho
 To register a paper experiment, add one line to EXPERIMENTS; the module is imported only when
 that experiment is asked for, so one experiment's imports never slow down another.
 """
+
 import importlib
 import os
 import sys
@@ -46,8 +47,10 @@ def _import(module_name):
             if attempt == 0 and os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())  # `npflows train pkg.mod:Cls` from the project root
                 continue
-            raise ValueError(f"registry: no module {module_name!r} on sys.path or in the current "
-                             f"directory {os.getcwd()}") from None
+            raise ValueError(
+                f"registry: no module {module_name!r} on sys.path or in the current "
+                f"directory {os.getcwd()}"
+            ) from None
 
 
 def resolve(name):
@@ -55,12 +58,16 @@ def resolve(name):
     target = EXPERIMENTS.get(name, name)
     if ":" not in target:
         known = ", ".join(names()) or "none registered yet"
-        raise ValueError(f"registry: unknown experiment {name!r}; expected one of [{known}] "
-                         "or package.module:attribute")
+        raise ValueError(
+            f"registry: unknown experiment {name!r}; expected one of [{known}] "
+            "or package.module:attribute"
+        )
     module_name, _, attribute = target.partition(":")
     module = _import(module_name)
     experiment = getattr(module, attribute, None)
     if not (isinstance(experiment, type) and issubclass(experiment, Experiment)):
-        raise ValueError(f"registry: expected {target} to be a subclass of npflows.train.Experiment, "
-                         f"got {type(experiment).__name__ if experiment is not None else 'nothing'}")
+        raise ValueError(
+            f"registry: expected {target} to be a subclass of npflows.train.Experiment, "
+            f"got {type(experiment).__name__ if experiment is not None else 'nothing'}"
+        )
     return experiment

@@ -11,6 +11,7 @@ npflows.train.ConfigError (the CLI prints the message and exits 2). Under `mpiex
 runs the function; `train_variant` returns None on ranks other than 0, and `write_report`
 writes and prints on rank 0 only.
 """
+
 import argparse
 import datetime
 import importlib
@@ -39,28 +40,50 @@ def names():
 def resolve(name):
     """The reproduce function registered under `name`."""
     if name not in REPRODUCTIONS:
-        raise train.ConfigError(f"reproduce: unknown name {name!r}; expected one of [{', '.join(names())}]")
+        raise train.ConfigError(
+            f"reproduce: unknown name {name!r}; expected one of [{', '.join(names())}]"
+        )
     module_name, _, attribute = REPRODUCTIONS[name].partition(":")
     return getattr(importlib.import_module(module_name), attribute)
 
 
 def options(add_arguments):
     """Decorator: attach `add_arguments(parser)`, the function's own command-line options."""
+
     def attach(function):
         function.add_arguments = add_arguments
         return function
+
     return attach
 
 
 def add_common_arguments(parser, name=None):
-    parser.add_argument("--out", default=None, help=f"output directory (default runs/reproduce/{name or 'NAME'})")
-    parser.add_argument("--seed", type=int, default=0, help="training seed of every variant (data seeds are options)")
-    parser.add_argument("--quick", action="store_true", help="a smaller setting that finishes in a few minutes")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue (or just re-evaluate) variants whose OUT/VARIANT/checkpoint.h5 exists")
-    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", dest="set_options",
-                        help="an experiment option for every variant, as `npflows train` names it without "
-                        "the dashes (e.g. --set d-model=32); repeatable")
+    parser.add_argument(
+        "--out", default=None, help=f"output directory (default runs/reproduce/{name or 'NAME'})"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed of every variant (data seeds are options)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smaller setting that finishes in a few minutes"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue (or just re-evaluate) variants whose OUT/VARIANT/checkpoint.h5 exists",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        dest="set_options",
+        help="an experiment option for every variant, as `npflows train` names it without "
+        "the dashes (e.g. --set d-model=32); repeatable",
+    )
 
 
 def experiment_defaults(experiment_class):
@@ -78,11 +101,23 @@ def train_variant(experiment, out, options, *, steps, batch_size, stream=None, *
     from . import registry
 
     experiment_class = registry.resolve(experiment)
-    config = {**train.SETTINGS, **experiment_defaults(experiment_class), "log_every": 0, "check_every": 0}
+    config = {
+        **train.SETTINGS,
+        **experiment_defaults(experiment_class),
+        "log_every": 0,
+        "check_every": 0,
+    }
     config.update(settings)
     config.update(_overrides(options, config))
-    config.update(experiment=experiment, steps=steps, batch_size=batch_size, out=out, seed=options.seed,
-                  device=backend.device(), dtype=getattr(options, "dtype", None) or "float32")
+    config.update(
+        experiment=experiment,
+        steps=steps,
+        batch_size=batch_size,
+        out=out,
+        seed=options.seed,
+        device=backend.device(),
+        dtype=getattr(options, "dtype", None) or "float32",
+    )
     resume = bool(options.resume) and os.path.exists(os.path.join(out, "checkpoint.h5"))
     if is_root():
         print(f"reproduce: {experiment} -> {out}", file=stream or sys.stdout, flush=True)
@@ -96,14 +131,20 @@ def _overrides(options, config):
         key, separator, value = item.partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
         if not separator or key not in config or key in train.SETTINGS:
-            raise train.ConfigError(f"reproduce: expected --set OPTION=VALUE with OPTION one of the experiment's "
-                             f"options ({', '.join(sorted(set(config) - set(train.SETTINGS)))}), got {item!r}")
+            raise train.ConfigError(
+                f"reproduce: expected --set OPTION=VALUE with OPTION one of the experiment's "
+                f"options ({', '.join(sorted(set(config) - set(train.SETTINGS)))}), got {item!r}"
+            )
         default = config[key]
         try:
-            overrides[key] = value if default is None or isinstance(default, str) else type(default)(value)
+            overrides[key] = (
+                value if default is None or isinstance(default, str) else type(default)(value)
+            )
         except ValueError:
-            raise train.ConfigError(f"reproduce: expected --set {key}= a {type(default).__name__} "
-                                    f"(like its default {default!r}), got {value!r}") from None
+            raise train.ConfigError(
+                f"reproduce: expected --set {key}= a {type(default).__name__} "
+                f"(like its default {default!r}), got {value!r}"
+            ) from None
     return overrides
 
 
@@ -122,13 +163,23 @@ def markdown_table(entries, columns=()):
 
     entry: dict with "setting", "model", "paper" (float or None), "ours" (float), optional
     "metrics" (dict; `columns` = [(title, key)] picks from it) and "note"."""
-    titles = ["setting", "model", "paper", "ours", "ours - paper"] + [title for title, _ in columns] + ["note"]
+    titles = (
+        ["setting", "model", "paper", "ours", "ours - paper"]
+        + [title for title, _ in columns]
+        + ["note"]
+    )
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for entry in entries:
         paper, ours = entry.get("paper"), entry.get("ours")
         difference = None if paper is None or ours is None else ours - paper
         extra = [_number(entry.get("metrics", {}).get(key)) for _, key in columns]
-        cells = [entry["setting"], entry["model"], _number(paper, 2), _number(ours), _number(difference, 2)]
+        cells = [
+            entry["setting"],
+            entry["model"],
+            _number(paper, 2),
+            _number(ours),
+            _number(difference, 2),
+        ]
         lines.append("| " + " | ".join(cells + extra + [entry.get("note", "")]) + " |")
     return "\n".join(lines)
 
@@ -143,18 +194,44 @@ def annotate(entries, threshold=NOTE_THRESHOLD, unit="nats"):
     return entries
 
 
-def write_report(out, name, options, entries, *, title, wall_seconds, columns=(), settings=None, text="",
-                 figures=(), stream=None, unit="nats"):
+def write_report(
+    out,
+    name,
+    options,
+    entries,
+    *,
+    title,
+    wall_seconds,
+    columns=(),
+    settings=None,
+    text="",
+    figures=(),
+    stream=None,
+    unit="nats",
+):
     """Write OUT/result.json and OUT/result.md and print the markdown (rank 0 only); returns the
     result dict. `text`: paragraphs after the table (discussion, what "ours" measures); `unit`:
     what ours and paper are measured in (the notes name it)."""
-    result = {"name": name, "title": title, "command": getattr(options, "command_line", None) or f"npflows reproduce {name}",
-              "date": datetime.date.today().isoformat(), "wall_seconds": wall_seconds, "settings": settings or {},
-              "entries": annotate([dict(entry) for entry in entries], unit=unit), "figures": list(figures)}
+    result = {
+        "name": name,
+        "title": title,
+        "command": getattr(options, "command_line", None) or f"npflows reproduce {name}",
+        "date": datetime.date.today().isoformat(),
+        "wall_seconds": wall_seconds,
+        "settings": settings or {},
+        "entries": annotate([dict(entry) for entry in entries], unit=unit),
+        "figures": list(figures),
+    }
     if not is_root():
         return result
-    lines = [f"# {title}", "", f"Command: `{result['command']}`  ", f"Date: {result['date']}, "
-             f"wall time {wall_seconds:.0f} s", "", markdown_table(result["entries"], columns)]
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Date: {result['date']}, wall time {wall_seconds:.0f} s",
+        "",
+        markdown_table(result["entries"], columns),
+    ]
     lines += [""] + [f"![{os.path.basename(path)}]({os.path.basename(path)})" for path in figures]
     markdown = "\n".join(lines + ([text] if text else [])).rstrip() + "\n"
     os.makedirs(out, exist_ok=True)

@@ -1,4 +1,5 @@
 """README's set-up commands are the ones CI runs."""
+
 import math
 import re
 from pathlib import Path
@@ -24,11 +25,38 @@ def test_ci_runs_the_readme_test_command():
 # whose gradient is not exactly 0 by ~lr on step 1, so any change to a forward or backward of the
 # flow, the MLP, the base or Adam changes it in the first digits; float64 rounding differences
 # between BLAS builds stay below the 1e-7 tolerance.
-README_NLL_FLOAT64 = [6.43775165, 6.413365342, 6.38934131, 6.358009082, 6.331419979, 6.299786254, 6.276586095,
-                      6.244480211, 6.216649628, 6.187056152, 6.155634023, 6.129021698, 6.095731609, 6.069015874,
-                      6.042570633, 6.014195863, 5.986578123, 5.959979086, 5.93450026, 5.909359366, 5.884572006,
-                      5.860151163, 5.836107602, 5.812450173, 5.78918602, 5.759990121, 5.737228049, 5.714851397,
-                      5.692865788, 5.671275178]
+README_NLL_FLOAT64 = [
+    6.43775165,
+    6.413365342,
+    6.38934131,
+    6.358009082,
+    6.331419979,
+    6.299786254,
+    6.276586095,
+    6.244480211,
+    6.216649628,
+    6.187056152,
+    6.155634023,
+    6.129021698,
+    6.095731609,
+    6.069015874,
+    6.042570633,
+    6.014195863,
+    5.986578123,
+    5.959979086,
+    5.93450026,
+    5.909359366,
+    5.884572006,
+    5.860151163,
+    5.836107602,
+    5.812450173,
+    5.78918602,
+    5.759990121,
+    5.737228049,
+    5.714851397,
+    5.692865788,
+    5.671275178,
+]
 
 
 def test_readme_flow_example_prints_the_documented_nll(capsys, monkeypatch):

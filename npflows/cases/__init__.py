@@ -3,7 +3,10 @@
 Importing this package registers the cases in npflows.gradcheck.CASES. Each file builds
 float64 modules with random small shapes drawn from the Generator it is given.
 """
-from . import basic  # noqa: F401
+
 # -- families added below, one import line each --
-from . import lstm  # noqa: F401
-from . import transformer  # noqa: F401
+from . import (
+    basic,  # noqa: F401
+    lstm,  # noqa: F401
+    transformer,  # noqa: F401
+)

@@ -1,4 +1,5 @@
 """Audit cases: Dense, Embedding, activations, Sequential, log-softmax, cross-entropy."""
+
 import numpy
 
 from .. import nn
@@ -24,7 +25,9 @@ def dense(rng):
 @register("Embedding")
 def embedding(rng):
     vocab, dim = _size(rng, 2, 7), _size(rng, 1, 5)
-    ids = rng.integers(0, vocab, size=(_size(rng), _size(rng, 2, 6)))  # repeats likely: tests the scatter-add
+    ids = rng.integers(
+        0, vocab, size=(_size(rng), _size(rng, 2, 6))
+    )  # repeats likely: tests the scatter-add
     return Case(nn.Embedding(vocab, dim, rng=rng, dtype=F64), (ids,))
 
 
@@ -48,13 +51,17 @@ def gelu(rng):
 @register("Sequential(Dense,GELU,Dense)")
 def sequential(rng):
     width = _size(rng, 2, 6)
-    model = nn.Sequential(nn.Dense(3, width, rng=rng, dtype=F64), nn.GELU(), nn.Dense(width, 2, rng=rng, dtype=F64))
+    model = nn.Sequential(
+        nn.Dense(3, width, rng=rng, dtype=F64), nn.GELU(), nn.Dense(width, 2, rng=rng, dtype=F64)
+    )
     return Case(model, (_floats(rng, _size(rng), 3),))
 
 
 @register("LogSoftmax")
 def log_softmax(rng):
-    return Case(nn.LogSoftmax(), (3 * _floats(rng, _size(rng), _size(rng, 2, 5), _size(rng, 2, 7)),))
+    return Case(
+        nn.LogSoftmax(), (3 * _floats(rng, _size(rng), _size(rng, 2, 5), _size(rng, 2, 7)),)
+    )
 
 
 @register("SoftmaxCrossEntropy(ids, mask)")
@@ -63,7 +70,9 @@ def cross_entropy_ids(rng):
     mask = (rng.random((batch, time)) < 0.7).astype(F64)
     mask[0, 0] = 1.0
     targets = rng.integers(0, classes, size=(batch, time))
-    return Case(nn.SoftmaxCrossEntropy(), (_floats(rng, batch, time, classes), targets), {"mask": mask})
+    return Case(
+        nn.SoftmaxCrossEntropy(), (_floats(rng, batch, time, classes), targets), {"mask": mask}
+    )
 
 
 @register("SoftmaxCrossEntropy(one-hot, sum)")

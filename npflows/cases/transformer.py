@@ -1,4 +1,5 @@
 """Audit cases: LayerNorm, Dropout, MultiHeadAttention, TransformerBlock, Transformer."""
+
 import numpy
 
 from .. import backend, nn
@@ -36,7 +37,9 @@ def _padding_mask(rng, batch, length):
 def _attention(rng, causal, padded):
     heads, head_dim = _size(rng, 1, 3), _size(rng, 1, 3)
     batch, length = _size(rng, 1, 3), _size(rng, 2, 5)
-    module = randomise(nn.MultiHeadAttention(heads * head_dim, heads, causal=causal, rng=rng, dtype=F64), rng)
+    module = randomise(
+        nn.MultiHeadAttention(heads * head_dim, heads, causal=causal, rng=rng, dtype=F64), rng
+    )
     options = {"padding_mask": _padding_mask(rng, batch, length)} if padded else {}
     return Case(module, (rng.standard_normal((batch, length, heads * head_dim)),), options)
 
@@ -68,7 +71,11 @@ def layer_norm(rng):
 def dropout(rng):
     module = nn.Dropout(0.4, rng=rng)
     seed = int(rng.integers(2**31))
-    return Case(module, (rng.standard_normal((_size(rng), _size(rng, 2, 6))),), before_forward=lambda: module.reseed(seed))
+    return Case(
+        module,
+        (rng.standard_normal((_size(rng), _size(rng, 2, 6))),),
+        before_forward=lambda: module.reseed(seed),
+    )
 
 
 @register("MultiHeadAttention(full)")
@@ -90,8 +97,12 @@ def attention_padding(rng):
 def transformer_block(rng):
     heads, head_dim = _heads(rng)
     d_model = heads * head_dim
-    block = nn.TransformerBlock(d_model, heads, _size(rng, 4, 8), activation="gelu", rng=rng, dtype=F64)
-    return Case(randomise(block, rng), (rng.standard_normal((_size(rng, 1, 3), _size(rng, 2, 4), d_model)),))
+    block = nn.TransformerBlock(
+        d_model, heads, _size(rng, 4, 8), activation="gelu", rng=rng, dtype=F64
+    )
+    return Case(
+        randomise(block, rng), (rng.standard_normal((_size(rng, 1, 3), _size(rng, 2, 4), d_model)),)
+    )
 
 
 @register("Transformer(causal, in/out projections)")
@@ -99,8 +110,17 @@ def transformer_causal(rng):
     (heads, head_dim), length = _heads(rng), _size(rng, 2, 4)
     in_features, out_features = _size(rng, 2, 5), _size(rng, 2, 5)
     model = nn.Transformer(
-        2, heads * head_dim, heads, _size(rng, 4, 8), causal=True, max_length=length + 1, activation="gelu",
-        in_features=in_features, out_features=out_features, rng=rng, dtype=F64,
+        2,
+        heads * head_dim,
+        heads,
+        _size(rng, 4, 8),
+        causal=True,
+        max_length=length + 1,
+        activation="gelu",
+        in_features=in_features,
+        out_features=out_features,
+        rng=rng,
+        dtype=F64,
     )
     one_hot = numpy.eye(in_features)[rng.integers(0, in_features, size=(_size(rng, 1, 3), length))]
     return Case(randomise(model, rng), (one_hot,))
@@ -112,11 +132,21 @@ def transformer_padding_dropout(rng):
     (heads, head_dim), batch, length = _heads(rng), _size(rng, 2, 3), _size(rng, 3, 4)
     d_model = heads * head_dim
     model = nn.Transformer(
-        2, d_model, heads, _size(rng, 4, 8), causal=False, max_length=length, dropout=0.3, activation="gelu",
-        rng=rng, dtype=F64,
+        2,
+        d_model,
+        heads,
+        _size(rng, 4, 8),
+        causal=False,
+        max_length=length,
+        dropout=0.3,
+        activation="gelu",
+        rng=rng,
+        dtype=F64,
     )
     seed = _seed_keeping_every_position(model, (batch, length, d_model), rng)
     return Case(
-        randomise(model, rng), (rng.standard_normal((batch, length, d_model)),),
-        {"padding_mask": _padding_mask(rng, batch, length)}, before_forward=lambda: reseed_all(model, seed),
+        randomise(model, rng),
+        (rng.standard_normal((batch, length, d_model)),),
+        {"padding_mask": _padding_mask(rng, batch, length)},
+        before_forward=lambda: reseed_all(model, seed),
     )

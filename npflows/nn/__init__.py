@@ -1,9 +1,36 @@
 """Networks with hand-written backward passes, batch first. One file per family."""
+
 from .activations import GELU, ReLU, Tanh
 from .dense import Dense
 from .embedding import Embedding
 from .losses import LogSoftmax, SoftmaxCrossEntropy, log_softmax, softmax
-from .sequential import Sequential
+
 # -- families added below, one import line each --
 from .lstm import LSTM
-from .transformer import Dropout, LayerNorm, MultiHeadAttention, Transformer, TransformerBlock  # family: norm, dropout, attention, transformer
+from .sequential import Sequential
+from .transformer import (
+    Dropout,
+    LayerNorm,
+    MultiHeadAttention,
+    Transformer,
+    TransformerBlock,
+)  # family: norm, dropout, attention, transformer
+
+__all__ = [
+    "GELU",
+    "ReLU",
+    "Tanh",
+    "Dense",
+    "Embedding",
+    "LogSoftmax",
+    "SoftmaxCrossEntropy",
+    "log_softmax",
+    "softmax",
+    "LSTM",
+    "Sequential",
+    "Dropout",
+    "LayerNorm",
+    "MultiHeadAttention",
+    "Transformer",
+    "TransformerBlock",
+]

@@ -1,4 +1,5 @@
 """Elementwise activations."""
+
 import math
 
 from .. import backend
@@ -39,7 +40,9 @@ class GELU(Module):
 
     def forward(self, x):
         xp = backend.array_module(x)
-        inner = _SQRT_2_OVER_PI * (x + 0.044715 * (x * x * x))  # x*x*x: x**3 is ~100x slower in NumPy
+        inner = _SQRT_2_OVER_PI * (
+            x + 0.044715 * (x * x * x)
+        )  # x*x*x: x**3 is ~100x slower in NumPy
         t = xp.tanh(inner)
         self._saved = (x, t)
         return 0.5 * x * (1 + t)

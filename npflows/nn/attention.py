@@ -1,4 +1,5 @@
 """Multi-head scaled dot-product self-attention with one fused Q/K/V GEMM."""
+
 import functools
 
 import numpy
@@ -16,7 +17,9 @@ from .dropout import Dropout
 MASKED_SCORE = -1e9
 
 
-@functools.lru_cache(maxsize=8)  # built once per (device, length, dtype), not every forward; read only
+@functools.lru_cache(
+    maxsize=8
+)  # built once per (device, length, dtype), not every forward; read only
 def causal_bias(xp, length, dtype):
     """(T, T): 0 where key j <= query i, MASKED_SCORE where j > i."""
     return xp.triu(xp.full((length, length), MASKED_SCORE, dtype=dtype), k=1)
@@ -48,7 +51,9 @@ class MultiHeadAttention(Module):
             )
         self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
         self.head_dim = d_model // num_heads
-        self.scale = float(1.0 / numpy.sqrt(self.head_dim))  # a Python float: a numpy float64 would promote float32 arrays
+        self.scale = float(
+            1.0 / numpy.sqrt(self.head_dim)
+        )  # a Python float: a numpy float64 would promote float32 arrays
         rng = init.as_generator(rng)  # one stream: q/k/v and output weights must differ
         self.qkv = Dense(d_model, 3 * d_model, rng=rng, dtype=dtype)
         self.output = Dense(d_model, d_model, rng=rng, dtype=dtype)
@@ -72,14 +77,18 @@ class MultiHeadAttention(Module):
         heads, head_dim = self.num_heads, self.head_dim
         qkv = self.qkv.forward(x)
         # one copy into (3, B, heads, T, d): contiguous q, k, v for the batched GEMMs
-        q_k_v = xp.ascontiguousarray(qkv.reshape(batch, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4))
+        q_k_v = xp.ascontiguousarray(
+            qkv.reshape(batch, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
+        )
         q_k_v[0] *= self.scale  # scaling q (B T d) is cheaper than scaling scores (B T T)
         q, k, v = q_k_v
         scores = xp.matmul(q, k.swapaxes(-1, -2))
         if self.causal:
             scores += causal_bias(xp, length, scores.dtype)
         if padding_mask is not None:
-            scores += xp.where(padding_mask[:, None, None, :] != 0, 0.0, MASKED_SCORE).astype(scores.dtype)
+            scores += xp.where(padding_mask[:, None, None, :] != 0, 0.0, MASKED_SCORE).astype(
+                scores.dtype
+            )
         probs = softmax_rows_(scores)
         dropped = self.attention_dropout.forward(probs)
         context = xp.matmul(dropped, v).transpose(0, 2, 1, 3).reshape(batch, length, self.d_model)
@@ -94,7 +103,11 @@ class MultiHeadAttention(Module):
         q, k, v = q_k_v
         grad_context = self.output.backward(grad_y)  # (M1)
         # (M3): sum_j gP_ij P_ij = g_context_i . context_i per head; no (T, T) product needed
-        row_dot = (grad_context * context).reshape(batch, length, self.num_heads, self.head_dim).sum(axis=-1)
+        row_dot = (
+            (grad_context * context)
+            .reshape(batch, length, self.num_heads, self.head_dim)
+            .sum(axis=-1)
+        )
         row_dot = row_dot.transpose(0, 2, 1)[..., None]
         # one contiguous copy (B T E, cheap) for the two products below; CuPy would copy it for each
         grad_context = xp.ascontiguousarray(
@@ -103,14 +116,18 @@ class MultiHeadAttention(Module):
         grad_q_k_v = xp.empty_like(q_k_v)
         # transposed products (dV^T = gC^T P~, dK^T = Q~^T dS) keep the (T, T) operands untransposed:
         # CuPy would copy a transposed (T, T) operand; the (T, d) results are small to transpose
-        grad_q_k_v[2] = xp.matmul(grad_context.swapaxes(-1, -2), dropped).swapaxes(-1, -2)  # (M2) dV
+        grad_q_k_v[2] = xp.matmul(grad_context.swapaxes(-1, -2), dropped).swapaxes(
+            -1, -2
+        )  # (M2) dV
         grad_scores = xp.matmul(grad_context, v.swapaxes(-1, -2))  # (M2) d dropout(P)
         grad_scores = self.attention_dropout.backward(grad_scores)
         grad_scores -= row_dot  # (M3) softmax backward: P * (gP - sum(gP * P)), in place
         grad_scores *= probs
         xp.matmul(grad_scores, k, out=grad_q_k_v[0])  # (M4) dQ = dS K / sqrt(d)
         grad_q_k_v[0] *= self.scale
-        grad_q_k_v[1] = xp.matmul(q.swapaxes(-1, -2), grad_scores).swapaxes(-1, -2)  # (M4) dK = dS^T Q~
+        grad_q_k_v[1] = xp.matmul(q.swapaxes(-1, -2), grad_scores).swapaxes(
+            -1, -2
+        )  # (M4) dK = dS^T Q~
         grad_qkv = grad_q_k_v.transpose(1, 3, 0, 2, 4).reshape(batch, length, 3 * self.d_model)
         return self.qkv.backward(grad_qkv)  # (M5)-(M6)
 
@@ -118,7 +135,9 @@ class MultiHeadAttention(Module):
     def start_incremental(self, batch_size, max_length):
         """Empty key/value caches (B, heads, max_length, d) for `step`."""
         if not self.causal:
-            raise ValueError("MultiHeadAttention: incremental decoding needs causal=True, got causal=False")
+            raise ValueError(
+                "MultiHeadAttention: incremental decoding needs causal=True, got causal=False"
+            )
         weight = self.qkv.weight.data
         xp = backend.array_module(weight)
         shape = (batch_size, self.num_heads, max_length, self.head_dim)
@@ -127,7 +146,9 @@ class MultiHeadAttention(Module):
     def step(self, x_t):
         """One position: x_t: (B, d_model) -> y_t: (B, d_model), attending to cached keys <= t."""
         if self._cache is None:
-            raise ValueError("MultiHeadAttention: expected start_incremental() before step(), got none")
+            raise ValueError(
+                "MultiHeadAttention: expected start_incremental() before step(), got none"
+            )
         keys, values, position = self._cache
         xp = backend.array_module(x_t)
         batch = x_t.shape[0]

@@ -1,4 +1,5 @@
 """Dense (affine) layer over the last axis."""
+
 import numpy
 
 from .. import init
@@ -11,7 +12,9 @@ class Dense(Module):
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=None):
         self.in_features, self.out_features = in_features, out_features
-        self.weight = init.uniform(rng, (in_features, out_features), 1.0 / numpy.sqrt(in_features), dtype)
+        self.weight = init.uniform(
+            rng, (in_features, out_features), 1.0 / numpy.sqrt(in_features), dtype
+        )
         self.bias = init.constant((out_features,), 0.0, dtype) if bias else None
 
     def forward(self, x):

@@ -1,4 +1,5 @@
 """Inverted dropout, with its mask drawn on the device that holds the input."""
+
 import numpy
 
 from .. import backend, init
@@ -28,7 +29,9 @@ class Dropout(Module):
         # the device stream: a hash of the seed (nearby seeds must not give shifted copies of one
         # sequence), computed on the host, and not drawn from the host stream, whose masks stay
         # those of the CPU path
-        self._device_stream = int(numpy.random.SeedSequence(seed).generate_state(1, numpy.uint64)[0])
+        self._device_stream = int(
+            numpy.random.SeedSequence(seed).generate_state(1, numpy.uint64)[0]
+        )
         self._device_draws = 0
 
     def _uniform(self, xp, shape, dtype):
@@ -76,7 +79,7 @@ def counter_uniform(xp, stream, draw, shape, dtype):
     z = (z ^ (z >> xp.uint64(27))) * xp.uint64(0x94D049BB133111EB)
     z = z ^ (z >> xp.uint64(31))
     bits = 24 if numpy.dtype(dtype) == numpy.float32 else 53
-    return ((z >> xp.uint64(64 - bits)).astype(dtype) * (0.5 ** bits)).reshape(shape)
+    return ((z >> xp.uint64(64 - bits)).astype(dtype) * (0.5**bits)).reshape(shape)
 
 
 def reseed_all(module, seed):

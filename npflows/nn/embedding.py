@@ -1,4 +1,5 @@
 """Embedding lookup for integer ids."""
+
 from .. import backend, init
 from ..module import Module
 from .checks import expect_ids

@@ -1,4 +1,5 @@
 """Numerically stable log-softmax and softmax cross-entropy over the last axis."""
+
 import numpy
 
 from .. import backend
@@ -49,7 +50,9 @@ class SoftmaxCrossEntropy(Module):
 
     def __init__(self, reduction="mean"):
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"SoftmaxCrossEntropy: expected reduction in {_REDUCTIONS}, got {reduction!r}")
+            raise ValueError(
+                f"SoftmaxCrossEntropy: expected reduction in {_REDUCTIONS}, got {reduction!r}"
+            )
         self.reduction = reduction
 
     def forward(self, logits, targets, mask=None):
@@ -72,11 +75,19 @@ class SoftmaxCrossEntropy(Module):
                 )
             expect_ids(self, targets, num_classes)
             losses = -xp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-        weights = xp.ones(losses.shape, dtype=logits.dtype) if mask is None else mask.astype(logits.dtype)
+        weights = (
+            xp.ones(losses.shape, dtype=logits.dtype) if mask is None else mask.astype(logits.dtype)
+        )
         if weights.shape != losses.shape:
-            raise ValueError(f"SoftmaxCrossEntropy: expected mask of shape {tuple(losses.shape)}, got {tuple(weights.shape)}")
+            raise ValueError(
+                f"SoftmaxCrossEntropy: expected mask of shape {tuple(losses.shape)}, got {tuple(weights.shape)}"
+            )
         # kept as an array: no host round trip on a GPU
-        scale = 1.0 / xp.maximum(weights.sum(), 1.0) if self.reduction == "mean" else xp.ones((), logits.dtype)
+        scale = (
+            1.0 / xp.maximum(weights.sum(), 1.0)
+            if self.reduction == "mean"
+            else xp.ones((), logits.dtype)
+        )
         self._saved = (log_probs, targets, weights, scale)
         weighted = losses * weights
         return weighted if self.reduction == "none" else weighted.sum() * scale
@@ -85,10 +96,16 @@ class SoftmaxCrossEntropy(Module):
         # docs/gradients.md#cross-entropy, eqs. (C1)-(C2)
         log_probs, targets, weights, scale = self._take_saved()
         xp = backend.array_module(log_probs)
-        upstream = (grad_loss if self.reduction == "none" else grad_loss * xp.ones_like(weights)) * weights * scale
+        upstream = (
+            (grad_loss if self.reduction == "none" else grad_loss * xp.ones_like(weights))
+            * weights
+            * scale
+        )
         probs = xp.exp(log_probs)
         if numpy.issubdtype(targets.dtype, numpy.floating):
-            grad_logits = (probs * targets.sum(axis=-1, keepdims=True) - targets) * upstream[..., None]
+            grad_logits = (probs * targets.sum(axis=-1, keepdims=True) - targets) * upstream[
+                ..., None
+            ]
             return grad_logits, -log_probs * upstream[..., None]
         one_hot = targets[..., None] == xp.arange(probs.shape[-1])
         return (probs - one_hot) * upstream[..., None], None

@@ -4,6 +4,7 @@ Gate order inside every fused 4H axis is (i, f, g, o), as in PyTorch and cuDNN: 
 [0, H) input gate, [H, 2H) forget gate, [2H, 3H) cell candidate, [3H, 4H) output gate.
 Internally every layer works time-major, (T, B, .), so that each step's slice is contiguous.
 """
+
 import numpy
 
 from .. import backend, init
@@ -34,7 +35,7 @@ class _LSTMLayer(Module):
         self.weight_x = init.uniform(rng, (input_size, 4 * hidden_size), bound, dtype)
         self.weight_h = init.uniform(rng, (hidden_size, 4 * hidden_size), bound, dtype)
         self.bias = init.constant((4 * hidden_size,), 0.0, dtype)
-        self.bias.data[hidden_size:2 * hidden_size] = 1.0  # forget gate open at the start
+        self.bias.data[hidden_size : 2 * hidden_size] = 1.0  # forget gate open at the start
 
     @staticmethod
     def cell(gates, recurrent, c_prev, h_out, c_out, work):
@@ -45,10 +46,10 @@ class _LSTMLayer(Module):
         xp = backend.array_module(gates)
         size = c_prev.shape[-1]
         gates += recurrent  # (L1)
-        _sigmoid_(gates[:, :2 * size])  # i, f   (L2)
-        xp.tanh(gates[:, 2 * size:3 * size], out=gates[:, 2 * size:3 * size])  # g
-        _sigmoid_(gates[:, 3 * size:])  # o
-        i, f, g, o = (gates[:, k * size:(k + 1) * size] for k in range(4))
+        _sigmoid_(gates[:, : 2 * size])  # i, f   (L2)
+        xp.tanh(gates[:, 2 * size : 3 * size], out=gates[:, 2 * size : 3 * size])  # g
+        _sigmoid_(gates[:, 3 * size :])  # o
+        i, f, g, o = (gates[:, k * size : (k + 1) * size] for k in range(4))
         xp.multiply(f, c_prev, out=c_out)  # (L3)
         xp.multiply(i, g, out=work)
         c_out += work
@@ -89,7 +90,9 @@ class _LSTMLayer(Module):
 
     def backward(self, grad_hs, grad_h_last, grad_c_last):
         # docs/gradients.md#lstm, eqs. (L5)-(L12)
-        x, gates, hs, cs = saved = self._take_saved()  # consumed: `gates` is overwritten below by its own gradient
+        x, gates, hs, cs = saved = (
+            self._take_saved()
+        )  # consumed: `gates` is overwritten below by its own gradient
         if gates.ndim == 4:  # forward ran the fused path: (4, T, B, H) gates
             return lstm_fused.backward(self, saved, grad_hs, grad_h_last, grad_c_last)
         xp = backend.array_module(x)
@@ -104,7 +107,7 @@ class _LSTMLayer(Module):
         grad_gates_column = xp.empty((4 * size, batch), x.dtype)
         tanh_c, work = xp.empty_like(grad_h), xp.empty_like(grad_h)
         for t in range(steps - 1, -1, -1):
-            i, f, g, o = (gates[t, :, k * size:(k + 1) * size] for k in range(4))
+            i, f, g, o = (gates[t, :, k * size : (k + 1) * size] for k in range(4))
             xp.tanh(cs[t + 1], out=tanh_c)
             if grad_hs is None:
                 grad_h[...] = grad_h_column.T
@@ -181,7 +184,9 @@ class LSTM(Module):
         for name, part in zip(("h0", "c0"), state):
             expect_float(self, part, like=self.layers[0].weight_x.data)
             if tuple(part.shape) != shape:
-                raise ValueError(f"LSTM: expected {name} of shape (L, B, H) = {shape}, got {tuple(part.shape)}")
+                raise ValueError(
+                    f"LSTM: expected {name} of shape (L, B, H) = {shape}, got {tuple(part.shape)}"
+                )
         return state
 
     def forward(self, x, state=None):

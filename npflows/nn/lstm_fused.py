@@ -10,6 +10,7 @@ The cell math below is written once: NumPy runs it in the audit (`LSTM(fused=Tru
 runs it traced into one kernel. Its operations are ordered as the in-place CPU cell's, so that
 on the CPU both give bitwise the same gates for the same pre-activations.
 """
+
 from .. import backend, fused
 
 
@@ -58,7 +59,9 @@ def forward(layer, x, h0, c0):
     gates = xp.matmul(x.reshape(rows, features), _gate_major(layer.weight_x.data, features))
     gates += layer.bias.data.reshape(4, 1, size)
     gates = gates.reshape(4, steps, batch, size)
-    weight_h = xp.ascontiguousarray(_gate_major(layer.weight_h.data, size))  # (4, H, H), once per call
+    weight_h = xp.ascontiguousarray(
+        _gate_major(layer.weight_h.data, size)
+    )  # (4, H, H), once per call
     hs = xp.empty((steps + 1, batch, size), dtype=x.dtype)
     cs = xp.empty_like(hs)
     hs[0], cs[0] = h0, c0
@@ -84,15 +87,27 @@ def backward(layer, saved, grad_hs, grad_h_last, grad_c_last):
     partial = xp.empty((4, batch, size), x.dtype)
     for t in range(steps - 1, -1, -1):
         step = tuple(gates[:, t])
-        BACKWARD(*step, cs[t + 1], cs[t], no_grad if grad_hs is None else grad_hs[t], grad_h_rec, grad_c,
-                 out=(*step, grad_c))
+        BACKWARD(
+            *step,
+            cs[t + 1],
+            cs[t],
+            no_grad if grad_hs is None else grad_hs[t],
+            grad_h_rec,
+            grad_c,
+            out=(*step, grad_c),
+        )
         xp.matmul(gates[:, t], weight_h_t, out=partial)  # (L11)
         xp.sum(partial, axis=0, out=grad_h_rec)
     rows = steps * batch
     grad_gates = gates.reshape(4, rows, size)
     # (L12): one batched GEMM per weight over all (T*B) rows, after the loop
-    grad_weight_h, grad_weight_x = _gate_major(layer.weight_h.grad, size), _gate_major(layer.weight_x.grad, features)
-    grad_weight_h += xp.matmul(hs[:-1].reshape(rows, size).T, grad_gates)  # views: adds into param.grad
+    grad_weight_h, grad_weight_x = (
+        _gate_major(layer.weight_h.grad, size),
+        _gate_major(layer.weight_x.grad, features),
+    )
+    grad_weight_h += xp.matmul(
+        hs[:-1].reshape(rows, size).T, grad_gates
+    )  # views: adds into param.grad
     grad_weight_x += xp.matmul(x.reshape(rows, features).T, grad_gates)
     grad_bias = layer.bias.grad.reshape(4, size)
     grad_bias += grad_gates.sum(axis=1)

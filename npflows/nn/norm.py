@@ -1,4 +1,5 @@
 """Layer normalisation over the last axis."""
+
 from .. import backend, init
 from ..module import Module
 from .checks import expect_float, expect_last_dim

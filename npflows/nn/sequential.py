@@ -1,4 +1,5 @@
 """Sequential composition."""
+
 from ..module import Module
 
 

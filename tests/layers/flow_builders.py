@@ -1,4 +1,5 @@
 """Random, untrained flows of every kind for the property tests (float64, seeded)."""
+
 import numpy
 from hypothesis import strategies as st
 
@@ -7,8 +8,13 @@ from npflows import nn
 
 F64 = numpy.float64
 FLOW_KINDS = (
-    "autoregressive-mlp", "autoregressive-lstm", "autoregressive-transformer",
-    "bipartite-mlp", "bipartite-transformer", "reverse", "permute",
+    "autoregressive-mlp",
+    "autoregressive-lstm",
+    "autoregressive-transformer",
+    "bipartite-mlp",
+    "bipartite-transformer",
+    "reverse",
+    "permute",
 )
 MASK_CHOICES = ("even", "odd", "left", "right")
 
@@ -21,16 +27,44 @@ def build_flow(kind, K, length, scale, mask, seed):
     rng = numpy.random.default_rng(seed)
     out = 2 * K if scale else K
     if kind == "autoregressive-mlp":
-        return layers.DiscreteAutoregressiveFlow(layers.CausalMLP(length, K, 8, out, rng=rng, dtype=F64), K, scale=scale)
+        return layers.DiscreteAutoregressiveFlow(
+            layers.CausalMLP(length, K, 8, out, rng=rng, dtype=F64), K, scale=scale
+        )
     if kind == "autoregressive-lstm":
-        return layers.DiscreteAutoregressiveFlow(layers.LSTMNetwork(K, 6, out, rng=rng, dtype=F64), K, scale=scale)
+        return layers.DiscreteAutoregressiveFlow(
+            layers.LSTMNetwork(K, 6, out, rng=rng, dtype=F64), K, scale=scale
+        )
     if kind == "autoregressive-transformer":
-        network = nn.Transformer(1, 8, 2, 16, causal=True, max_length=16, in_features=K, out_features=out, rng=rng, dtype=F64)
+        network = nn.Transformer(
+            1,
+            8,
+            2,
+            16,
+            causal=True,
+            max_length=16,
+            in_features=K,
+            out_features=out,
+            rng=rng,
+            dtype=F64,
+        )
         return layers.DiscreteAutoregressiveFlow(network, K, scale=scale)
     if kind == "bipartite-mlp":
-        return layers.DiscreteBipartiteFlow(layers.MLP(length, K, 8, out, rng=rng, dtype=F64), K, mask, scale=scale)
+        return layers.DiscreteBipartiteFlow(
+            layers.MLP(length, K, 8, out, rng=rng, dtype=F64), K, mask, scale=scale
+        )
     if kind == "bipartite-transformer":
-        network = nn.Transformer(1, 8, 2, 16, causal=False, max_length=16, in_features=K, out_features=out, rng=rng, dtype=F64)
+        network = nn.Transformer(
+            1,
+            8,
+            2,
+            16,
+            causal=False,
+            max_length=16,
+            in_features=K,
+            out_features=out,
+            rng=rng,
+            dtype=F64,
+        )
         return layers.DiscreteBipartiteFlow(network, K, mask, scale=scale)
     if kind == "reverse":
         return layers.Reverse()
@@ -43,7 +77,9 @@ def build_base(kind, K, length, seed):
     rng = numpy.random.default_rng(seed)
     if kind == "factorized":
         return layers.FactorizedCategorical(length, K, rng=rng, dtype=F64, init_std=1.0)
-    return layers.AutoregressiveCategorical(layers.CausalMLP(length, K, 8, K, rng=rng, dtype=F64), K)
+    return layers.AutoregressiveCategorical(
+        layers.CausalMLP(length, K, 8, K, rng=rng, dtype=F64), K
+    )
 
 
 def random_ids(seed, batch, length, K):
@@ -68,7 +104,9 @@ def train_predictive(flow, data, steps, rng, lr=3e-2, batch_size=128):
     auxiliary loss is scaled per sample. Returns the final mean NLL (nats) over all of `data`."""
     import npflows
 
-    model = layers.FlowModel([flow], layers.FactorizedCategorical(data.shape[1], data.shape[2], dtype=data.dtype))
+    model = layers.FlowModel(
+        [flow], layers.FactorizedCategorical(data.shape[1], data.shape[2], dtype=data.dtype)
+    )
     adam = npflows.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         batch = data[rng.integers(0, len(data), batch_size)]

@@ -7,6 +7,7 @@ masked scale logits), z = (v - a) mod K and x = s^{-1} z mod K, the upstream gra
 - straight-through: dL/dlogits = J^T dL/d(one-hot), J = (diag(p) - p p^T) / tau, p = softmax(logits / tau).
 Written with Python loops and math.gcd, sharing no code with layers/ except the networks.
 """
+
 import math
 
 import numpy
@@ -32,7 +33,12 @@ def position_backward(v, loc_logits, scale_logits, g, K, temperature):
         grad_z = numpy.zeros(K)
         for j in range(K):
             grad_z[(s * j) % K] += g[j]
-        grad_sigma = numpy.array([sum(g[j] for j in range(K) if (t * j) % K == z) if coprime[t] else 0.0 for t in range(K)])
+        grad_sigma = numpy.array(
+            [
+                sum(g[j] for j in range(K) if (t * j) % K == z) if coprime[t] else 0.0
+                for t in range(K)
+            ]
+        )
         grad_scale_logits = _jacobian(masked, temperature).T @ grad_sigma
     grad_y = numpy.array([grad_z[(i - a) % K] for i in range(K)])
     grad_mu = numpy.array([grad_z[(v - t) % K] for t in range(K)])
@@ -52,7 +58,9 @@ def transform_backward(y_ids, logits, grad_x, K, scale, temperature, transformed
                 grad_y[b, d] = grad_x[b, d]
                 continue
             scale_logits = logits[b, d, K:] if scale else None
-            gy, gloc, gscale = position_backward(int(y_ids[b, d]), logits[b, d, :K], scale_logits, grad_x[b, d], K, temperature)
+            gy, gloc, gscale = position_backward(
+                int(y_ids[b, d]), logits[b, d, :K], scale_logits, grad_x[b, d], K, temperature
+            )
             grad_y[b, d], grad_logits[b, d, :K] = gy, gloc
             if scale:
                 grad_logits[b, d, K:] = gscale

@@ -1,15 +1,16 @@
 """DiscreteAutoregressiveFlow: causality, incremental sampling, straight-through backward, bad input."""
+
 import numpy
 import pytest
+from flow_builders import Ks, build_flow, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
+from ste_reference import parameter_grads, transform_backward
 
 import layers
-from flow_builders import Ks, build_flow, random_ids, seeds
 from layers.onehot import shift_right
 from npflows import nn
 from npflows.module import Module
-from ste_reference import parameter_grads, transform_backward
 
 F64 = numpy.float64
 NETWORKS = ("autoregressive-mlp", "autoregressive-lstm", "autoregressive-transformer")
@@ -78,18 +79,38 @@ def test_backward_equals_the_straight_through_reference(kind, K, length, scale, 
 def test_backward_after_an_ids_pass_raises():
     flow = build_flow("autoregressive-mlp", 5, 3, False, None, 0)
     flow.reverse(random_ids(0, 2, 3, 5))
-    with pytest.raises(RuntimeError, match="DiscreteAutoregressiveFlow: backward follows a pass on one-hot input"):
+    with pytest.raises(
+        RuntimeError, match="DiscreteAutoregressiveFlow: backward follows a pass on one-hot input"
+    ):
         flow.backward(numpy.zeros((2, 3, 5)))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (numpy.array([[0, 5, 1]]), r"DiscreteAutoregressiveFlow: expected token ids in \[0, 5\), got min 0, max 5"),
-    (numpy.array([[0, -1, 1]]), r"DiscreteAutoregressiveFlow: expected token ids in \[0, 5\), got min -1"),
-    (numpy.zeros((1, 3, 4)), "DiscreteAutoregressiveFlow: expected K = 5 classes on the one-hot axis, got 4"),
-    (numpy.full((1, 3, 5), 0.2), "DiscreteAutoregressiveFlow: expected a one-hot array"),
-    (numpy.eye(5, dtype=numpy.float32)[None, :3], "DiscreteAutoregressiveFlow: expected a one-hot array of dtype float64"),
-    (numpy.zeros((3, 5), bool), "DiscreteAutoregressiveFlow: expected integer ids or a float one-hot array"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            numpy.array([[0, 5, 1]]),
+            r"DiscreteAutoregressiveFlow: expected token ids in \[0, 5\), got min 0, max 5",
+        ),
+        (
+            numpy.array([[0, -1, 1]]),
+            r"DiscreteAutoregressiveFlow: expected token ids in \[0, 5\), got min -1",
+        ),
+        (
+            numpy.zeros((1, 3, 4)),
+            "DiscreteAutoregressiveFlow: expected K = 5 classes on the one-hot axis, got 4",
+        ),
+        (numpy.full((1, 3, 5), 0.2), "DiscreteAutoregressiveFlow: expected a one-hot array"),
+        (
+            numpy.eye(5, dtype=numpy.float32)[None, :3],
+            "DiscreteAutoregressiveFlow: expected a one-hot array of dtype float64",
+        ),
+        (
+            numpy.zeros((3, 5), bool),
+            "DiscreteAutoregressiveFlow: expected integer ids or a float one-hot array",
+        ),
+    ],
+)
 def test_bad_input_raises_naming_the_layer(bad, message):
     flow = build_flow("autoregressive-mlp", 5, 3, False, None, 0)
     for direction in (flow.reverse, flow.forward):
@@ -98,11 +119,21 @@ def test_bad_input_raises_naming_the_layer(bad, message):
 
 
 def test_network_output_of_the_wrong_width_raises_naming_the_layer():
-    flow = layers.DiscreteAutoregressiveFlow(layers.CausalMLP(3, 5, 8, 5, rng=0, dtype=F64), 5, scale=True)
-    with pytest.raises(ValueError, match=r"DiscreteAutoregressiveFlow: expected network output of shape \(2, 3, 10\).*got \(2, 3, 5\)"):
+    flow = layers.DiscreteAutoregressiveFlow(
+        layers.CausalMLP(3, 5, 8, 5, rng=0, dtype=F64), 5, scale=True
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"DiscreteAutoregressiveFlow: expected network output of shape \(2, 3, 10\).*got \(2, 3, 5\)",
+    ):
         flow.reverse(random_ids(0, 2, 3, 5))
     with pytest.raises(ValueError, match="DiscreteAutoregressiveFlow: expected an npflows Module"):
         layers.DiscreteAutoregressiveFlow(lambda x: x, 5)
-    non_causal = nn.Transformer(1, 8, 2, 8, causal=False, in_features=5, out_features=5, rng=0, dtype=F64)
-    with pytest.raises(ValueError, match="DiscreteAutoregressiveFlow: expected a network that declares causal = True.*causal = False"):
+    non_causal = nn.Transformer(
+        1, 8, 2, 8, causal=False, in_features=5, out_features=5, rng=0, dtype=F64
+    )
+    with pytest.raises(
+        ValueError,
+        match="DiscreteAutoregressiveFlow: expected a network that declares causal = True.*causal = False",
+    ):
         layers.DiscreteAutoregressiveFlow(non_causal, 5)

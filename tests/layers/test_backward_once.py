@@ -2,6 +2,7 @@
 leaves the parameter gradients as the first one left them (it would add them twice otherwise).
 Checked for every registered audit case (the engine's modules and the flow layers), so a new
 module that saves state in the usual way is covered without a test of its own."""
+
 import numpy
 import pytest
 
@@ -14,9 +15,18 @@ def _forward_and_backward(case, rng):
     if case.before_forward is not None:
         case.before_forward()
     outputs = case.module.forward(*case.inputs, **case.options)
-    cotangents = gradcheck.unflatten_like(outputs, iter(
-        rng.standard_normal(out.shape) if gradcheck.is_float_array(out) else None for out in gradcheck.flatten(outputs)))
-    backward = (lambda: case.module.backward(*cotangents)) if isinstance(outputs, tuple) else (lambda: case.module.backward(cotangents))
+    cotangents = gradcheck.unflatten_like(
+        outputs,
+        iter(
+            rng.standard_normal(out.shape) if gradcheck.is_float_array(out) else None
+            for out in gradcheck.flatten(outputs)
+        ),
+    )
+    backward = (
+        (lambda: case.module.backward(*cotangents))
+        if isinstance(outputs, tuple)
+        else (lambda: case.module.backward(cotangents))
+    )
     case.module.zero_grad()
     backward()
     return backward
@@ -44,4 +54,6 @@ def test_a_new_forward_allows_a_new_backward():
         dense.forward(x)
         grads.append(dense.backward(grad))
     numpy.testing.assert_array_equal(grads[0], grads[1])
-    numpy.testing.assert_array_equal(dense.bias.grad, [8.0, 8.0])  # two backward passes of 4 rows each
+    numpy.testing.assert_array_equal(
+        dense.bias.grad, [8.0, 8.0]
+    )  # two backward passes of 4 rows each

@@ -1,11 +1,12 @@
 """Base distributions: exact normalisation, sampling frequencies, context, bad input."""
+
 import numpy
 import pytest
+from flow_builders import all_sequences, build_base, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import all_sequences, build_base, random_ids, seeds
 from layers.bases import _inverse_cdf
 from layers.cases import Audited
 from npflows import gradcheck
@@ -18,7 +19,8 @@ F64 = numpy.float64
 def small_spaces():
     """(K, D) with K**D <= 2048 outcomes, K composite or prime."""
     return st.integers(2, 64).flatmap(
-        lambda K: st.tuples(st.just(K), st.integers(1, max(1, int(numpy.log(2048) / numpy.log(K))))))
+        lambda K: st.tuples(st.just(K), st.integers(1, max(1, int(numpy.log(2048) / numpy.log(K)))))
+    )
 
 
 @pytest.mark.parametrize("kind", ["factorized", "autoregressive"])
@@ -59,7 +61,9 @@ def test_samples_are_one_hot_and_reproducible_under_a_seed():
 @given(K=st.integers(2, 12), seed=seeds)
 def test_lstm_context_conditions_the_distribution_and_sampling(K, seed):
     rng = numpy.random.default_rng(seed)
-    base = layers.AutoregressiveCategorical(layers.LSTMNetwork(K, 5, K, rng=rng, dtype=F64), K, length=3)
+    base = layers.AutoregressiveCategorical(
+        layers.LSTMNetwork(K, 5, K, rng=rng, dtype=F64), K, length=3
+    )
     context = tuple(rng.standard_normal((1, 4, 5)) for _ in range(2))
     everything = all_sequences(K, 3)
     context_all = tuple(numpy.repeat(part[:, :1], len(everything), axis=1) for part in context)
@@ -69,17 +73,23 @@ def test_lstm_context_conditions_the_distribution_and_sampling(K, seed):
     assert not numpy.allclose(base.log_prob(x, context), base.log_prob(x))
 
 
-@examples(20)  # ~20 ms an example: central differences over every context entry and up to 40 of each tensor
+@examples(
+    20
+)  # ~20 ms an example: central differences over every context entry and up to 40 of each tensor
 @given(K=st.integers(2, 12), seed=seeds)
 def test_lstm_context_gradient_matches_finite_differences(K, seed):
     rng = numpy.random.default_rng(seed)
-    base = layers.AutoregressiveCategorical(layers.LSTMNetwork(K, 5, K, rng=rng, dtype=F64), K, length=3)
+    base = layers.AutoregressiveCategorical(
+        layers.LSTMNetwork(K, 5, K, rng=rng, dtype=F64), K, length=3
+    )
     context = tuple(rng.standard_normal((1, 4, 5)) for _ in range(2))
     x = layers.one_hot(random_ids(seed, 4, 3, K), K, F64)
     case = gradcheck.Case(Audited(base, base._log_prob_one_hot), (x, context))
     report = gradcheck.check_case("context", case, rng)
     # every entry of h0 and c0 (inputs 1, 2: 20 each) is checked, and every tensor as many as it should be
-    assert [t.entries for t in report.tensors] == entries_per_tensor(case) and report.tensors[1].entries == 20
+    assert [t.entries for t in report.tensors] == entries_per_tensor(case) and report.tensors[
+        1
+    ].entries == 20
     assert report.passed(1e-6), report.as_dict()
 
 
@@ -95,8 +105,12 @@ def test_incremental_sampling_with_context_equals_full_pass_sampling(K, seed):
     network = layers.LSTMNetwork(K, 5, K, rng=seed, dtype=F64)
     full_pass = FullPassOnly(K, 5, K, rng=seed, dtype=F64)  # same seed: same weights
     context = tuple(rng.standard_normal((1, 6, 5)) for _ in range(2))
-    incremental_samples = layers.AutoregressiveCategorical(network, K, length=4).sample(6, seed, context=context)
-    full_pass_samples = layers.AutoregressiveCategorical(full_pass, K, length=4).sample(6, seed, context=context)
+    incremental_samples = layers.AutoregressiveCategorical(network, K, length=4).sample(
+        6, seed, context=context
+    )
+    full_pass_samples = layers.AutoregressiveCategorical(full_pass, K, length=4).sample(
+        6, seed, context=context
+    )
     numpy.testing.assert_array_equal(incremental_samples, full_pass_samples)
 
 
@@ -109,7 +123,11 @@ def test_bad_input_raises_naming_the_base():
     with pytest.raises(ValueError, match="FactorizedCategorical: takes no context"):
         base.log_prob(numpy.zeros((2, 3), int), context=(1, 2))
     auto = layers.AutoregressiveCategorical(layers.CausalMLP(3, 4, 8, 5, rng=0, dtype=F64), 4)
-    with pytest.raises(ValueError, match=r"AutoregressiveCategorical: expected network output of shape \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"AutoregressiveCategorical: expected network output of shape \(2, 3, 4\)"
+    ):
         auto.log_prob(numpy.zeros((2, 3), int))
     with pytest.raises(ValueError, match="AutoregressiveCategorical: sample needs a length"):
-        layers.AutoregressiveCategorical(layers.LSTMNetwork(4, 3, 4, rng=0, dtype=F64), 4).sample(2, 0)
+        layers.AutoregressiveCategorical(layers.LSTMNetwork(4, 3, 4, rng=0, dtype=F64), 4).sample(
+            2, 0
+        )

@@ -1,13 +1,14 @@
 """DiscreteBipartiteFlow: masks, kept positions, straight-through backward, bad input."""
+
 import numpy
 import pytest
+from flow_builders import MASK_CHOICES, Ks, build_flow, lengths, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
+from ste_reference import parameter_grads, transform_backward
 
 import layers
-from flow_builders import MASK_CHOICES, Ks, build_flow, lengths, random_ids, seeds
 from layers.bipartite import kept_positions
-from ste_reference import parameter_grads, transform_backward
 
 F64 = numpy.float64
 NETWORKS = ("bipartite-mlp", "bipartite-transformer")
@@ -23,7 +24,9 @@ def test_masks_keep_the_documented_positions():
 
 @pytest.mark.parametrize("kind", NETWORKS)
 @given(K=Ks, length=lengths, scale=st.booleans(), mask=st.sampled_from(MASK_CHOICES), seed=seeds)
-def test_kept_positions_pass_through_and_alone_decide_the_transform(kind, K, length, scale, mask, seed):
+def test_kept_positions_pass_through_and_alone_decide_the_transform(
+    kind, K, length, scale, mask, seed
+):
     flow = build_flow(kind, K, length, scale, mask, seed)
     keep = kept_positions(mask, length)
     x = random_ids(seed, 8, length, K)
@@ -33,11 +36,19 @@ def test_kept_positions_pass_through_and_alone_decide_the_transform(kind, K, len
     # alone: x = 0 there gives loc, x = 1 gives loc + scale; any other x must follow that affine map
     loc = flow.forward(numpy.where(keep, x, 0))
     loc_plus_scale = flow.forward(numpy.where(keep, x, 1))
-    numpy.testing.assert_array_equal(y[:, ~keep], ((loc + (loc_plus_scale - loc) * x) % K)[:, ~keep])
+    numpy.testing.assert_array_equal(
+        y[:, ~keep], ((loc + (loc_plus_scale - loc) * x) % K)[:, ~keep]
+    )
 
 
 @pytest.mark.parametrize("kind", NETWORKS)
-@given(K=st.integers(2, 12), length=st.integers(1, 4), scale=st.booleans(), mask=st.sampled_from(MASK_CHOICES), seed=seeds)
+@given(
+    K=st.integers(2, 12),
+    length=st.integers(1, 4),
+    scale=st.booleans(),
+    mask=st.sampled_from(MASK_CHOICES),
+    seed=seeds,
+)
 def test_backward_equals_the_straight_through_reference(kind, K, length, scale, mask, seed):
     """flow.backward vs tests/layers/ste_reference.py (loops over the math) + the network's audited backward."""
     flow = build_flow(kind, K, length, scale, mask, seed)
@@ -48,7 +59,9 @@ def test_backward_equals_the_straight_through_reference(kind, K, length, scale, 
 
     flow.zero_grad()
     logits = flow.network.forward(y_one_hot * keep[:, None])
-    grad_y, grad_logits = transform_backward(y, logits, grad_x, K, scale, flow.temperature, transformed=~keep)
+    grad_y, grad_logits = transform_backward(
+        y, logits, grad_x, K, scale, flow.temperature, transformed=~keep
+    )
     grad_y += flow.network.backward(grad_logits) * keep[:, None]
     expected_params = parameter_grads(flow)
 
@@ -66,7 +79,9 @@ def test_bad_masks_and_inputs_raise_naming_the_layer():
     with pytest.raises(ValueError, match="DiscreteBipartiteFlow: expected mask in"):
         layers.DiscreteBipartiteFlow(network, 3, mask="middle")
     flow = layers.DiscreteBipartiteFlow(network, 3, mask=numpy.array([1, 0, 1]))
-    with pytest.raises(ValueError, match=r"DiscreteBipartiteFlow: expected a 0/1 mask of shape \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"DiscreteBipartiteFlow: expected a 0/1 mask of shape \(4,\)"
+    ):
         flow.forward(random_ids(0, 2, 4, 3))
     flow = layers.DiscreteBipartiteFlow(network, 3, mask="even")
     with pytest.raises(ValueError, match=r"DiscreteBipartiteFlow: expected token ids in \[0, 3\)"):
@@ -74,5 +89,7 @@ def test_bad_masks_and_inputs_raise_naming_the_layer():
     with pytest.raises(ValueError, match="DiscreteBipartiteFlow: expected a one-hot array"):
         flow.reverse(numpy.ones((1, 4, 3)))
     wrong_width = layers.DiscreteBipartiteFlow(network, 3, mask="even", scale=True)
-    with pytest.raises(ValueError, match=r"DiscreteBipartiteFlow: expected network output of shape \(2, 4, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"DiscreteBipartiteFlow: expected network output of shape \(2, 4, 6\)"
+    ):
         wrong_width.forward(random_ids(0, 2, 4, 3))

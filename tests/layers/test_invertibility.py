@@ -1,14 +1,26 @@
 """Every flow and every stack of flows is an exact bijection, on ids and on one-hot arrays."""
+
 import numpy
 import pytest
+from flow_builders import (
+    FLOW_KINDS,
+    MASK_CHOICES,
+    Ks,
+    at_least,
+    build_flow,
+    lengths,
+    random_ids,
+    seeds,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import FLOW_KINDS, MASK_CHOICES, Ks, at_least, build_flow, lengths, random_ids, seeds
 
 F64 = numpy.float64
-flow_args = dict(K=Ks, length=lengths, scale=st.booleans(), mask=st.sampled_from(MASK_CHOICES), seed=seeds)
+flow_args = dict(
+    K=Ks, length=lengths, scale=st.booleans(), mask=st.sampled_from(MASK_CHOICES), seed=seeds
+)
 
 
 @pytest.mark.parametrize("kind", FLOW_KINDS)
@@ -31,16 +43,28 @@ def test_one_hot_route_equals_the_ids_route_exactly(kind, K, length, scale, mask
     x = random_ids(seed + 1, 8, length, K)
     x_one_hot = layers.one_hot(x, K, F64)
     y_one_hot = flow.forward(x_one_hot)
-    numpy.testing.assert_array_equal(y_one_hot, layers.one_hot(flow.forward(x), K, F64))  # exact 0/1
+    numpy.testing.assert_array_equal(
+        y_one_hot, layers.one_hot(flow.forward(x), K, F64)
+    )  # exact 0/1
     numpy.testing.assert_array_equal(flow.reverse(y_one_hot), x_one_hot)
-    numpy.testing.assert_array_equal(flow.reverse(x_one_hot), layers.one_hot(flow.reverse(x), K, F64))
+    numpy.testing.assert_array_equal(
+        flow.reverse(x_one_hot), layers.one_hot(flow.reverse(x), K, F64)
+    )
 
 
-@given(K=Ks, length=st.integers(2, 6), kinds=st.lists(st.sampled_from(FLOW_KINDS), min_size=2, max_size=4),
-       scale=st.booleans(), mask=st.sampled_from(MASK_CHOICES), seed=seeds)
+@given(
+    K=Ks,
+    length=st.integers(2, 6),
+    kinds=st.lists(st.sampled_from(FLOW_KINDS), min_size=2, max_size=4),
+    scale=st.booleans(),
+    mask=st.sampled_from(MASK_CHOICES),
+    seed=seeds,
+)
 @at_least(25)
 def test_stacks_of_flows_invert_exactly(K, length, kinds, scale, mask, seed):
-    flows = [build_flow(kind, K, length, scale, mask, seed + index) for index, kind in enumerate(kinds)]
+    flows = [
+        build_flow(kind, K, length, scale, mask, seed + index) for index, kind in enumerate(kinds)
+    ]
     model = layers.FlowModel(flows, layers.FactorizedCategorical(length, K, dtype=F64))
     x = random_ids(seed, 8, length, K)
     numpy.testing.assert_array_equal(model.reverse(model.forward(x)), x)

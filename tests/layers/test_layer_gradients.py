@@ -1,4 +1,5 @@
 """Every flow-layer audit case (layers/cases.py) passes the float64 finite-difference audit; the audit has teeth."""
+
 import numpy
 import pytest
 from hypothesis import given
@@ -9,18 +10,29 @@ import layers.cases  # noqa: F401  (registers the cases)
 from layers.cases import Audited, linearise
 from npflows import gradcheck
 from npflows.gradcheck import Case
+from runners import cli
 from tests.fixtures.audit import entries_per_tensor
 from tests.fixtures.hypothesis_profiles import examples
-from runners import cli
 
-LAYER_CASES = sorted(name for name, build in gradcheck.CASES.items() if build.__module__ == "layers.cases")
+LAYER_CASES = sorted(
+    name for name, build in gradcheck.CASES.items() if build.__module__ == "layers.cases"
+)
 
 
 def test_every_flow_op_has_an_audit_case():
-    expected = {"OneHotShift(reverse)", "OneHotShift(forward)", "OneHotScale(reverse)", "OneHotScale(forward)",
-                "SoftmaxTemperature(masked)", "FactorizedCategorical", "AutoregressiveCategorical",
-                "AutoregressiveFlow(MLP, STE)", "BipartiteFlow(MLP, STE)",
-                "Permute.reverse", "FlowModel(stack, STE)"}
+    expected = {
+        "OneHotShift(reverse)",
+        "OneHotShift(forward)",
+        "OneHotScale(reverse)",
+        "OneHotScale(forward)",
+        "SoftmaxTemperature(masked)",
+        "FactorizedCategorical",
+        "AutoregressiveCategorical",
+        "AutoregressiveFlow(MLP, STE)",
+        "BipartiteFlow(MLP, STE)",
+        "Permute.reverse",
+        "FlowModel(stack, STE)",
+    }
     assert expected <= set(LAYER_CASES)
 
 

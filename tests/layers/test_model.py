@@ -1,12 +1,21 @@
 """FlowModel: exact normalisation (the discrete change of variables), the paper's XOR table, training."""
+
 import numpy
 import pytest
+from flow_builders import (
+    FLOW_KINDS,
+    MASK_CHOICES,
+    all_sequences,
+    at_least,
+    build_base,
+    build_flow,
+    seeds,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
 import npflows
-from flow_builders import FLOW_KINDS, MASK_CHOICES, all_sequences, at_least, build_base, build_flow, seeds
 from npflows.module import Module
 
 F64 = numpy.float64
@@ -15,7 +24,8 @@ F64 = numpy.float64
 def small_spaces():
     """(K, D) with K**D <= 1024 outcomes."""
     return st.integers(2, 32).flatmap(
-        lambda K: st.tuples(st.just(K), st.integers(1, max(1, int(numpy.log(1024) / numpy.log(K))))))
+        lambda K: st.tuples(st.just(K), st.integers(1, max(1, int(numpy.log(1024) / numpy.log(K)))))
+    )
 
 
 @pytest.mark.parametrize("base_kind", ["factorized", "autoregressive"])
@@ -24,19 +34,30 @@ def small_spaces():
 @at_least(6)
 def test_probabilities_over_all_sequences_sum_to_one(kind, base_kind, space, scale, mask, seed):
     K, length = space
-    model = layers.FlowModel([build_flow(kind, K, length, scale, mask, seed)], build_base(base_kind, K, length, seed + 1))
+    model = layers.FlowModel(
+        [build_flow(kind, K, length, scale, mask, seed)], build_base(base_kind, K, length, seed + 1)
+    )
     everything = all_sequences(K, length)
     log_probs = model.log_prob(layers.one_hot(everything, K, F64))
     assert abs(numpy.exp(log_probs).sum() - 1) < 1e-9  # <= 1024 float64 terms: round-off ~1e-13
-    numpy.testing.assert_array_equal(model.log_prob(everything), log_probs)  # ids route, same numbers
+    numpy.testing.assert_array_equal(
+        model.log_prob(everything), log_probs
+    )  # ids route, same numbers
 
 
-@given(space=small_spaces(), kinds=st.lists(st.sampled_from(FLOW_KINDS), min_size=2, max_size=3),
-       base_kind=st.sampled_from(["factorized", "autoregressive"]), seed=seeds)
+@given(
+    space=small_spaces(),
+    kinds=st.lists(st.sampled_from(FLOW_KINDS), min_size=2, max_size=3),
+    base_kind=st.sampled_from(["factorized", "autoregressive"]),
+    seed=seeds,
+)
 @at_least(10)
 def test_stacks_over_both_bases_are_normalised(space, kinds, base_kind, seed):
     K, length = space
-    flows = [build_flow(kind, K, length, True, MASK_CHOICES[i % 4], seed + i) for i, kind in enumerate(kinds)]
+    flows = [
+        build_flow(kind, K, length, True, MASK_CHOICES[i % 4], seed + i)
+        for i, kind in enumerate(kinds)
+    ]
     model = layers.FlowModel(flows, build_base(base_kind, K, length, seed))
     assert abs(numpy.exp(model.log_prob(all_sequences(K, length))).sum() - 1) < 1e-9
 
@@ -60,16 +81,22 @@ class Identity30(Module):
 PAPER_TABLE = numpy.array([[0.63, 0.07], [0.03, 0.27]])  # p(x1, x2), paper sec. 3.2
 
 
-@pytest.mark.parametrize("flow", [
-    layers.DiscreteBipartiteFlow(CopyPrevious(), 2, mask="even"),
-    layers.DiscreteAutoregressiveFlow(Identity30(), 2),
-], ids=["bipartite", "autoregressive"])
+@pytest.mark.parametrize(
+    "flow",
+    [
+        layers.DiscreteBipartiteFlow(CopyPrevious(), 2, mask="even"),
+        layers.DiscreteAutoregressiveFlow(Identity30(), 2),
+    ],
+    ids=["bipartite", "autoregressive"],
+)
 def test_xor_flow_on_a_factorized_base_gives_the_papers_table(flow):
     base = layers.FactorizedCategorical(2, 2, dtype=F64)
     base.logits.data[...] = numpy.log([[0.7, 0.3], [0.9, 0.1]])
     model = layers.FlowModel([flow], base)
     everything = all_sequences(2, 2)  # (0,0), (0,1), (1,0), (1,1)
-    numpy.testing.assert_array_equal(model.forward(everything), [[0, 0], [0, 1], [1, 1], [1, 0]])  # (x1, x1 xor x2)
+    numpy.testing.assert_array_equal(
+        model.forward(everything), [[0, 0], [0, 1], [1, 1], [1, 0]]
+    )  # (x1, x1 xor x2)
     table = numpy.exp(model.log_prob(everything)).reshape(2, 2)
     numpy.testing.assert_allclose(table, PAPER_TABLE, rtol=1e-12)  # exp(log(0.7) + log(0.9)) etc.
     factorized = PAPER_TABLE.sum(axis=1)[:, None] * PAPER_TABLE.sum(axis=0)[None, :]
@@ -78,7 +105,10 @@ def test_xor_flow_on_a_factorized_base_gives_the_papers_table(flow):
 
 def test_model_samples_follow_the_model_probabilities():
     K, length, n = 3, 2, 40000
-    flows = [build_flow("autoregressive-mlp", K, length, True, None, 1), build_flow("bipartite-mlp", K, length, True, "odd", 2)]
+    flows = [
+        build_flow("autoregressive-mlp", K, length, True, None, 1),
+        build_flow("bipartite-mlp", K, length, True, "odd", 2),
+    ]
     model = layers.FlowModel(flows, build_base("autoregressive", K, length, 3))
     probs = numpy.exp(model.log_prob(all_sequences(K, length)))
     samples = layers.to_ids(model.sample(n, numpy.random.default_rng(0)))
@@ -91,8 +121,10 @@ def test_adam_steps_on_a_bipartite_flow_lower_the_nll():
     K, length = 5, 4
     rng = numpy.random.default_rng(0)
     data = layers.one_hot(numpy.sort(rng.integers(0, K, (256, length)), axis=1), K, F64)
-    model = layers.FlowModel([layers.DiscreteBipartiteFlow(layers.MLP(length, K, 32, K, rng=0, dtype=F64), K, "even")],
-                             layers.FactorizedCategorical(length, K, dtype=F64))
+    model = layers.FlowModel(
+        [layers.DiscreteBipartiteFlow(layers.MLP(length, K, 32, K, rng=0, dtype=F64), K, "even")],
+        layers.FactorizedCategorical(length, K, dtype=F64),
+    )
     optimizer = npflows.optim.Adam(model.parameters(), lr=0.02)
     losses = []
     for _ in range(40):
@@ -100,7 +132,9 @@ def test_adam_steps_on_a_bipartite_flow_lower_the_nll():
         losses.append(-model.log_prob(data).mean())
         model.backward(numpy.full(len(data), -1.0 / len(data)))
         optimizer.step()
-    assert losses[-1] < losses[0] - 0.5  # nats; sorted data is far from uniform (log 5^4 = 6.4 nats at start)
+    assert (
+        losses[-1] < losses[0] - 0.5
+    )  # nats; sorted data is far from uniform (log 5^4 = 6.4 nats at start)
 
 
 def test_model_backward_returns_the_context_gradient():

@@ -1,13 +1,23 @@
 """Modular arithmetic on Z_K and its one-hot permutation form (layers/modular.py)."""
+
 import math
 
 import numpy
 import pytest
+from flow_builders import Ks, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flow_builders import Ks, seeds
-from layers import OneHotScale, OneHotShift, extended_euclid, inverse_table, invertible_mask, mod_forward, mod_reverse, one_hot
+from layers import (
+    OneHotScale,
+    OneHotShift,
+    extended_euclid,
+    inverse_table,
+    invertible_mask,
+    mod_forward,
+    mod_reverse,
+    one_hot,
+)
 
 F64 = numpy.float64
 
@@ -73,12 +83,17 @@ def test_k2_with_scale_one_is_xor():
 
 @pytest.mark.parametrize("K, scale", [(6, 2), (6, 3), (9, 3), (8, 4), (5, 0)])
 def test_non_invertible_scale_raises_naming_the_function(K, scale):
-    with pytest.raises(ValueError, match=rf"mod_forward: expected scale values invertible mod {K}.*\[{scale}\]"):
+    with pytest.raises(
+        ValueError, match=rf"mod_forward: expected scale values invertible mod {K}.*\[{scale}\]"
+    ):
         mod_forward(numpy.array([1]), numpy.array([0]), numpy.array([scale]), K)
 
 
 def test_non_invertible_scale_error_lists_the_five_smallest_bad_values():
-    with pytest.raises(ValueError, match=r"^mod_reverse: expected scale values invertible mod 12 .*, got \[0, 2, 3, 4, 6\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mod_reverse: expected scale values invertible mod 12 .*, got \[0, 2, 3, 4, 6\]$",
+    ):
         mod_reverse(numpy.zeros(12, int), numpy.zeros(12, int), numpy.arange(12)[::-1], 12)
 
 
@@ -125,7 +140,10 @@ def test_backward_to_the_data_is_the_transposed_permutation(K, seed):
     ]
     for op, weight_value, image in maps:
         matrix = _permutation_matrix(image, K)
-        op.forward(one_hot(numpy.array([int(rng.integers(K))]), K, F64), one_hot(numpy.array([weight_value]), K, F64))
+        op.forward(
+            one_hot(numpy.array([int(rng.integers(K))]), K, F64),
+            one_hot(numpy.array([weight_value]), K, F64),
+        )
         grad_v, _ = op.backward(grad)
         numpy.testing.assert_array_equal(grad_v, grad @ matrix)  # a permutation: exact
 
@@ -146,7 +164,9 @@ def test_scale_map_gives_non_invertible_scale_values_no_weight(K, seed):
 def test_one_hot_map_rejects_wrong_class_count_naming_the_layer():
     with pytest.raises(ValueError, match="OneHotShift: expected last dimension 5"):
         OneHotShift(5, "reverse").forward(numpy.zeros((2, 4)), numpy.zeros((2, 4)))
-    with pytest.raises(ValueError, match=r"^OneHotScale: expected v and w of one shape, got \(2, 5\) and \(3, 5\)$"):
+    with pytest.raises(
+        ValueError, match=r"^OneHotScale: expected v and w of one shape, got \(2, 5\) and \(3, 5\)$"
+    ):
         OneHotScale(5, "reverse").forward(numpy.zeros((2, 5)), numpy.zeros((3, 5)))
     with pytest.raises(ValueError, match="OneHotScale: expected direction"):
         OneHotScale(5, "sideways")

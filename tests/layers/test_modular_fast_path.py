@@ -1,14 +1,20 @@
 """The O(K) gather path of the one-hot shift/scale maps (taken when the weight, and for grad_w
 the value, are exactly one-hot, as in training) equals the general O(K^2) bilinear form."""
+
 import numpy
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import layers
 from layers import modular
 
 
-@given(K=st.sampled_from([2, 5, 12, 51]), seed=st.integers(0, 2**16),
-       kind=st.sampled_from(["shift", "scale"]), direction=st.sampled_from(["reverse", "forward"]))
+@given(
+    K=st.sampled_from([2, 5, 12, 51]),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["shift", "scale"]),
+    direction=st.sampled_from(["reverse", "forward"]),
+)
 def test_fast_path_gives_exactly_the_general_values_and_gradients(K, seed, kind, direction):
     rng = numpy.random.default_rng(seed)
     op = (layers.OneHotShift if kind == "shift" else layers.OneHotScale)(K, direction)
@@ -28,7 +34,9 @@ def test_fast_path_gives_exactly_the_general_values_and_gradients(K, seed, kind,
 
 def test_fast_path_is_not_taken_for_weights_off_the_one_hot_set():
     v = layers.one_hot(numpy.array([[1, 2]]), 5, numpy.float64)
-    assert modular.exact_one_hot_ids(v * 0.5) is None and modular.exact_one_hot_ids(v).tolist() == [[1, 2]]
+    assert modular.exact_one_hot_ids(v * 0.5) is None and modular.exact_one_hot_ids(v).tolist() == [
+        [1, 2]
+    ]
     halves = numpy.array([[0.5, 0.5, 0.0, 0.0, 0.0]])  # rows summing to 1 but not binary
     ones = numpy.array([[1.0, 1.0, 0.0, 0.0, 0.0]])  # binary but two ones
     assert modular.exact_one_hot_ids(halves) is None and modular.exact_one_hot_ids(ones) is None

@@ -1,11 +1,12 @@
 """Permute and Reverse: the documented reordering, on ids and one-hot, with the transposed backward."""
+
 import numpy
 import pytest
+from flow_builders import Ks, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import Ks, random_ids, seeds
 
 F64 = numpy.float64
 
@@ -40,5 +41,8 @@ def test_permute_rejects_orders_that_are_not_permutations(order):
 
 
 def test_permute_rejects_a_sequence_of_another_length():
-    with pytest.raises(ValueError, match=r"Permute: expected \(batch, 3\) ids or \(batch, 3, K\) one-hot, got shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Permute: expected \(batch, 3\) ids or \(batch, 3, K\) one-hot, got shape \(2, 4\)",
+    ):
         layers.Permute([2, 0, 1]).reverse(numpy.zeros((2, 4), int))

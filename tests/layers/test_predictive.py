@@ -1,37 +1,71 @@
 """PredictiveNetwork and PredictiveBipartiteFlow: the anchor relabelling, the auxiliary loss's
 gradient (docs/gradients.md (P2)) against finite differences, and exact invertibility."""
+
 import numpy
+from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 from npflows import nn
 from tests.fixtures.hypothesis_profiles import examples
 
 F64 = numpy.float64
 
 
-def predictive_flow(K, length, anchor, seed, aux_weight=0.0, scale=False, mask="even", confidence=0.0, second_choice=False):
+def predictive_flow(
+    K,
+    length,
+    anchor,
+    seed,
+    aux_weight=0.0,
+    scale=False,
+    mask="even",
+    confidence=0.0,
+    second_choice=False,
+):
     rng = numpy.random.default_rng(seed)
-    inner = layers.BidirectionalLSTMNetwork(K, 3, 4, (2 if scale and not second_choice else 1) * K, rng=rng, dtype=F64)
+    inner = layers.BidirectionalLSTMNetwork(
+        K, 3, 4, (2 if scale and not second_choice else 1) * K, rng=rng, dtype=F64
+    )
     for param in inner.output.parameters():  # large outputs: argmaxes that vary with the input
         param.data[...] = rng.standard_normal(param.data.shape) * 3
-    network = layers.PredictiveNetwork(inner, K, anchor, aux_weight, confidence=confidence, second_choice=second_choice)
+    network = layers.PredictiveNetwork(
+        inner, K, anchor, aux_weight, confidence=confidence, second_choice=second_choice
+    )
     return layers.PredictiveBipartiteFlow(network, K, mask, scale=scale)
 
 
-@given(K=Ks, length=lengths, anchor_seed=st.integers(0, 10 ** 6), scale=st.booleans(),
-       mask=st.sampled_from(("even", "odd")), confidence=st.sampled_from((0.0, 0.3, 0.6)), second=st.booleans(), seed=seeds)
+@given(
+    K=Ks,
+    length=lengths,
+    anchor_seed=st.integers(0, 10**6),
+    scale=st.booleans(),
+    mask=st.sampled_from(("even", "odd")),
+    confidence=st.sampled_from((0.0, 0.3, 0.6)),
+    second=st.booleans(),
+    seed=seeds,
+)
 def test_round_trip_is_exact(K, length, anchor_seed, scale, mask, confidence, second, seed):
-    flow = predictive_flow(K, length, anchor_seed % K, seed, aux_weight=1.0, scale=scale, mask=mask, confidence=confidence,
-                           second_choice=scale and second)
+    flow = predictive_flow(
+        K,
+        length,
+        anchor_seed % K,
+        seed,
+        aux_weight=1.0,
+        scale=scale,
+        mask=mask,
+        confidence=confidence,
+        second_choice=scale and second,
+    )
     x = random_ids(seed, 6, length, K)
     numpy.testing.assert_array_equal(flow.forward(flow.reverse(x)), x)
     numpy.testing.assert_array_equal(flow.reverse(flow.forward(x)), x)
 
 
-@given(K=st.integers(2, 12), length=st.integers(2, 6), anchor_seed=st.integers(0, 10 ** 6), seed=seeds)
+@given(
+    K=st.integers(2, 12), length=st.integers(2, 6), anchor_seed=st.integers(0, 10**6), seed=seeds
+)
 def test_a_correctly_predicted_symbol_goes_to_the_anchor(K, length, anchor_seed, seed):
     anchor = anchor_seed % K
     flow = predictive_flow(K, length, anchor, seed)
@@ -86,7 +120,9 @@ def test_the_target_is_used_once_so_evaluation_adds_no_auxiliary_gradient():
     flow.network.aux_scale = 1.0
     y = layers.one_hot(random_ids(0, 2, 4, 5), 5, F64)
     flow.reverse(y)
-    assert flow.network.target is None  # consumed by forward: a later pass without a target is plain
+    assert (
+        flow.network.target is None
+    )  # consumed by forward: a later pass without a target is plain
 
 
 @given(K=st.integers(2, 7), length=st.integers(1, 4), seed=seeds)
@@ -118,10 +154,14 @@ def test_ste_weight_scales_the_straight_through_gradient_into_the_network(K, len
 def test_confidence_gate_relabels_exactly_the_confident_positions(K, length, confidence, seed):
     """Where the top predicted probability is below the gate the symbol is left as it is; elsewhere
     it moves by the ungated flow's shift."""
-    gated, ungated = (predictive_flow(K, length, 1 % K, seed, confidence=c) for c in (confidence, 0.0))
+    gated, ungated = (
+        predictive_flow(K, length, 1 % K, seed, confidence=c) for c in (confidence, 0.0)
+    )
     y = random_ids(seed, 5, length, K)
     keep = numpy.arange(length) % 2 == 0
-    probs = nn.softmax(gated.network.inner.forward(layers.one_hot(y, K, F64) * keep[:, None])[..., :K])
+    probs = nn.softmax(
+        gated.network.inner.forward(layers.one_hot(y, K, F64) * keep[:, None])[..., :K]
+    )
     sure = probs.max(axis=-1) >= confidence
     x = gated.reverse(y)
     expected = numpy.where(sure, ungated.reverse(y), y)
@@ -135,9 +175,13 @@ def _train_copy_model(aux_weight, steps=150, K=5, seed=0):
     inner = layers.MLP(2, K, 16, K, rng=rng, dtype=F64)
     for param in inner.body.layers[-1].parameters():
         param.data[...] = 0  # the identity: the flow starts as its base
-    flow = layers.PredictiveBipartiteFlow(layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, "even")
+    flow = layers.PredictiveBipartiteFlow(
+        layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, "even"
+    )
     first = rng.integers(0, K, 4096)
-    return train_predictive(flow, layers.one_hot(numpy.stack([first, (first + 2) % K], axis=1), K, F64), steps, rng)
+    return train_predictive(
+        flow, layers.one_hot(numpy.stack([first, (first + 2) % K], axis=1), K, F64), steps, rng
+    )
 
 
 def test_the_auxiliary_loss_makes_the_flow_learn_where_the_straight_through_gradient_stalls():
@@ -151,7 +195,9 @@ def test_the_auxiliary_loss_makes_the_flow_learn_where_the_straight_through_grad
     assert max(ste_alone) > max(with_aux) + 0.5, ste_alone
 
 
-@given(K=st.integers(2, 30), length=st.integers(2, 6), anchor_seed=st.integers(0, 10 ** 6), seed=seeds)
+@given(
+    K=st.integers(2, 30), length=st.integers(2, 6), anchor_seed=st.integers(0, 10**6), seed=seeds
+)
 def test_second_choice_sends_the_top_two_guesses_next_to_the_anchor(K, length, anchor_seed, seed):
     """The best guess goes to the anchor; the second to anchor + 1 where (second - first) is
     invertible mod K, else to where a location alone sends it (anchor + second - first)."""
@@ -163,8 +209,10 @@ def test_second_choice_sends_the_top_two_guesses_next_to_the_anchor(K, length, a
     order = numpy.argsort(-pred, axis=-1, kind="stable")
     first, second = order[..., 0], order[..., 1]
     invertible = numpy.gcd((second - first) % K, K) == 1
-    for guess, expected in ((first, numpy.full_like(first, anchor)),
-                            (second, numpy.where(invertible, anchor + 1, anchor + second - first) % K)):
+    for guess, expected in (
+        (first, numpy.full_like(first, anchor)),
+        (second, numpy.where(invertible, anchor + 1, anchor + second - first) % K),
+    ):
         x = flow.reverse(numpy.where(keep, y, guess))
         numpy.testing.assert_array_equal(x[:, ~keep], expected[:, ~keep])
         numpy.testing.assert_array_equal(flow.forward(x), numpy.where(keep, y, guess))

@@ -1,14 +1,15 @@
 """RankBipartiteFlow: exact round trips, the rank semantics, probabilities that sum to 1, and
 that the auxiliary loss trains it on a task a location shift cannot solve exactly."""
+
 import itertools
 
 import numpy
 import pytest
+from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
-from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 
 F64 = numpy.float64
 
@@ -18,7 +19,9 @@ def rank_flow(K, length, seed, mask="even", aux_weight=0.0, scale=3.0):
     inner = layers.MLP(length, K, 8, K, rng=rng, dtype=F64)
     for param in inner.body.layers[-1].parameters():
         param.data[...] = rng.standard_normal(param.data.shape) * scale
-    return layers.RankBipartiteFlow(layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, mask)
+    return layers.RankBipartiteFlow(
+        layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, mask
+    )
 
 
 def assert_exact_round_trips(flow, x, K):
@@ -43,7 +46,10 @@ def test_a_symbol_becomes_its_rank_under_the_prediction(K, length, seed):
     logits = flow.network.inner.forward(layers.one_hot(y, K, F64) * keep[:, None])
     # rank = how many classes have a larger logit, or an equal one at a lower index
     larger = (logits > numpy.take_along_axis(logits, y[..., None], -1)).sum(-1)
-    ties_before = ((logits == numpy.take_along_axis(logits, y[..., None], -1)) & (numpy.arange(K) < y[..., None])).sum(-1)
+    ties_before = (
+        (logits == numpy.take_along_axis(logits, y[..., None], -1))
+        & (numpy.arange(K) < y[..., None])
+    ).sum(-1)
     x = flow.reverse(y)
     numpy.testing.assert_array_equal(x[:, keep], y[:, keep])
     numpy.testing.assert_array_equal(x[:, ~keep], (larger + ties_before)[:, ~keep])
@@ -58,8 +64,12 @@ def test_zero_logits_make_the_identity():
 @pytest.mark.parametrize("K, length", [(2, 4), (3, 3), (5, 2), (4, 3)])
 def test_a_small_model_sums_to_one_over_all_outcomes(K, length):
     flow = rank_flow(K, length, seed=K + length)
-    model = layers.FlowModel([flow, layers.Reverse()], layers.FactorizedCategorical(length, K, numpy.random.default_rng(1),
-                                                                                    init_std=1.0, dtype=F64))
+    model = layers.FlowModel(
+        [flow, layers.Reverse()],
+        layers.FactorizedCategorical(
+            length, K, numpy.random.default_rng(1), init_std=1.0, dtype=F64
+        ),
+    )
     every = numpy.array(list(itertools.product(range(K), repeat=length)))
     assert numpy.exp(model.log_prob(every)).sum() == pytest.approx(1.0, abs=1e-12)
 
@@ -79,7 +89,9 @@ def test_the_auxiliary_loss_trains_ranks_that_a_location_shift_cannot_reach():
     K, rng = 6, numpy.random.default_rng(0)
     first = rng.integers(0, K, 4000)
     likely, other = (first + 1) % K, (first * 2 + 3) % K
-    other = numpy.where(other == likely, (other + 1) % K, other)  # two distinct classes for every x_0
+    other = numpy.where(
+        other == likely, (other + 1) % K, other
+    )  # two distinct classes for every x_0
     second = numpy.where(rng.random(4000) < 0.6, likely, other)
     data = layers.one_hot(numpy.stack([first, second], axis=1), K, F64)
     entropy = numpy.log(K) - (0.6 * numpy.log(0.6) + 0.4 * numpy.log(0.4))
@@ -98,7 +110,7 @@ def test_the_auxiliary_loss_trains_ranks_that_a_location_shift_cannot_reach():
 
 def strided_rank_flow(K, length, seed, level):
     """Hierarchical level `level`: transforms d = 2^level mod 2^(level+1); the network reads the 2^level grid."""
-    rng, stride = numpy.random.default_rng(seed), 2 ** level
+    rng, stride = numpy.random.default_rng(seed), 2**level
     inner = layers.BidirectionalLSTMNetwork(K, 3, 4, K, rng=rng, dtype=F64)
     for param in inner.output.parameters():
         param.data[...] = rng.standard_normal(param.data.shape) * 3.0
@@ -109,12 +121,22 @@ def strided_rank_flow(K, length, seed, level):
 
 @given(K=Ks, length=st.integers(1, 12), level=st.integers(0, 2), seed=seeds)
 def test_strided_networks_keep_round_trips_exact(K, length, level, seed):
-    assert_exact_round_trips(strided_rank_flow(K, length, seed, level), random_ids(seed, 4, length, K), K)
+    assert_exact_round_trips(
+        strided_rank_flow(K, length, seed, level), random_ids(seed, 4, length, K), K
+    )
 
 
 @pytest.mark.parametrize("K, length, level", [(3, 4, 1), (2, 6, 1), (2, 5, 2)])
 def test_a_small_strided_model_sums_to_one_over_all_outcomes(K, length, level):
-    flows = [strided_rank_flow(K, length, seed=K + length, level=0), strided_rank_flow(K, length, seed=1, level=level)]
-    model = layers.FlowModel(flows, layers.FactorizedCategorical(length, K, numpy.random.default_rng(1), init_std=1.0, dtype=F64))
+    flows = [
+        strided_rank_flow(K, length, seed=K + length, level=0),
+        strided_rank_flow(K, length, seed=1, level=level),
+    ]
+    model = layers.FlowModel(
+        flows,
+        layers.FactorizedCategorical(
+            length, K, numpy.random.default_rng(1), init_std=1.0, dtype=F64
+        ),
+    )
     every = numpy.array(list(itertools.product(range(K), repeat=length)))
     assert numpy.exp(model.log_prob(every)).sum() == pytest.approx(1.0, abs=1e-12)

@@ -1,10 +1,11 @@
 """Straight-through argmax: one-hot forward, softmax-temperature Jacobian backward (layers/straight_through.py)."""
+
 import numpy
 import pytest
+from flow_builders import Ks, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flow_builders import Ks, seeds
 from layers import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
 from layers.straight_through import LinearisedArgmax
 
@@ -58,7 +59,9 @@ def test_masked_logits_are_never_chosen_and_get_zero_gradient(K, seed):
 
 
 @given(K=Ks, seed=seeds, temperature=temperatures)
-def test_straight_through_backward_equals_the_audited_softmax_temperature_backward(K, seed, temperature):
+def test_straight_through_backward_equals_the_audited_softmax_temperature_backward(
+    K, seed, temperature
+):
     rng = numpy.random.default_rng(seed)
     logits, grad = rng.standard_normal((2, 3, 4, K))
     straight_through, relaxed = OneHotArgmax(temperature), SoftmaxTemperature(temperature)
@@ -83,7 +86,9 @@ def test_the_default_temperature_is_the_papers_0_1():
     """Tran et al. use tau = 0.1; every default (layer, functional form) must give its Jacobian."""
     rng = numpy.random.default_rng(0)
     logits, grad = rng.standard_normal((2, 4, 6))
-    expected = numpy.stack([_softmax_temperature_jacobian(row, 0.1).T @ g for row, g in zip(logits, grad)])
+    expected = numpy.stack(
+        [_softmax_temperature_jacobian(row, 0.1).T @ g for row, g in zip(logits, grad)]
+    )
     one_hot, backward = one_hot_argmax(logits)
     for op in (OneHotArgmax(), SoftmaxTemperature()):
         op.forward(logits)
@@ -97,4 +102,6 @@ def test_linearised_argmax_equals_the_one_hot_at_the_audit_point(K, seed, temper
     logits = numpy.random.default_rng(seed).standard_normal((4, K))
     surrogate = LinearisedArgmax(temperature)
     # (one_hot - p) + p: exact up to one rounding of entries <= 1
-    numpy.testing.assert_allclose(surrogate.forward(logits), OneHotArgmax(temperature).forward(logits), rtol=0, atol=1e-15)
+    numpy.testing.assert_allclose(
+        surrogate.forward(logits), OneHotArgmax(temperature).forward(logits), rtol=0, atol=1e-15
+    )

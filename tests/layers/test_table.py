@@ -1,4 +1,5 @@
 """PrefixTable: a causal lookup network, one row per training prefix, defaults for the rest."""
+
 import numpy
 import pytest
 from hypothesis import given
@@ -25,7 +26,7 @@ def test_output_at_d_depends_only_on_inputs_up_to_d(K, length, seed):
     changed[:, position:] = rng.integers(0, K, size=changed[:, position:].shape)
     before, after = table.forward(_inputs(ids, K)), table.forward(_inputs(changed, K))
     # inputs are shifted: positions <= position see ids < position only, which did not change
-    assert numpy.array_equal(before[:, :position + 1], after[:, :position + 1])
+    assert numpy.array_equal(before[:, : position + 1], after[:, : position + 1])
 
 
 @given(K=st.integers(2, 5), length=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
@@ -49,7 +50,10 @@ def test_every_seen_prefix_has_its_own_row_and_unseen_ones_share_their_positions
     rows = table.forward(_inputs(seen, K))[..., 0].astype(int)
     assert len(set(rows[:, 0])) == 1 and rows[0, 2] == rows[1, 2] != rows[2, 2]
     unseen = table.forward(_inputs(numpy.array([[1, 0, 0], [1, 1, 1]]), K))[..., 0].astype(int)
-    assert unseen[:, 1:].tolist() == [[5 + 1, 5 + 2], [5 + 1, 5 + 2]]  # the default rows of positions 1 and 2
+    assert unseen[:, 1:].tolist() == [
+        [5 + 1, 5 + 2],
+        [5 + 1, 5 + 2],
+    ]  # the default rows of positions 1 and 2
 
 
 def test_prefixes_seen_fewer_than_min_count_times_use_the_default_row():
@@ -65,7 +69,10 @@ def test_a_table_without_frequent_prefixes_uses_the_default_rows_for_every_latti
     table = PrefixTable(_inputs(seen, 2), 1, min_count=3, dtype=F64)
     table.table.data[:, 0] = [10, 20]
     assert table.num_keys == 0
-    assert table.forward(_inputs(numpy.array([[0, 0], [1, 1], [0, 1]]), 2))[..., 0].tolist() == [[10, 20]] * 3
+    assert (
+        table.forward(_inputs(numpy.array([[0, 0], [1, 1], [0, 1]]), 2))[..., 0].tolist()
+        == [[10, 20]] * 3
+    )
     table.start_incremental(3)
     assert table.step(numpy.zeros((3, 2)))[:, 0].tolist() == [10, 10, 10]
 
@@ -87,7 +94,9 @@ def test_backward_scatter_adds_into_the_looked_up_rows_and_gives_no_input_gradie
 def test_flow_with_a_table_network_inverts_exactly(K, length, seed):
     rng = numpy.random.default_rng(seed)
     ids = rng.integers(0, K, size=(10, length))
-    flow = layers.DiscreteAutoregressiveFlow(PrefixTable(_inputs(ids[:6], K), K, rng=rng, dtype=F64, init_std=1.0), K)
+    flow = layers.DiscreteAutoregressiveFlow(
+        PrefixTable(_inputs(ids[:6], K), K, rng=rng, dtype=F64, init_std=1.0), K
+    )
     assert numpy.array_equal(flow.reverse(flow.forward(ids)), ids)
     assert numpy.array_equal(flow.forward(flow.reverse(ids)), ids)
 

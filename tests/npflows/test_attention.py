@@ -1,4 +1,5 @@
 """MultiHeadAttention: reference values, causality, padding, dtypes, errors."""
+
 import numpy
 import pytest
 from hypothesis import given
@@ -24,10 +25,15 @@ def _reference(attention, x, causal, padding_mask=None):
     heads = []
     for h in range(attention.num_heads):
         part = slice(h * size, (h + 1) * size)
-        scores = numpy.where(allowed, q[..., part] @ k[..., part].transpose(0, 2, 1) / numpy.sqrt(size), -numpy.inf)
+        scores = numpy.where(
+            allowed, q[..., part] @ k[..., part].transpose(0, 2, 1) / numpy.sqrt(size), -numpy.inf
+        )
         probs = numpy.exp(scores - scores.max(axis=-1, keepdims=True))
         heads.append((probs / probs.sum(axis=-1, keepdims=True)) @ v[..., part])
-    return numpy.concatenate(heads, axis=-1) @ attention.output.weight.data + attention.output.bias.data
+    return (
+        numpy.concatenate(heads, axis=-1) @ attention.output.weight.data
+        + attention.output.bias.data
+    )
 
 
 @given(seed=seeds, causal=st.booleans(), padded=st.booleans())
@@ -53,7 +59,9 @@ def test_causal_attention_outputs_up_to_t_ignore_inputs_after_t(seed, position, 
     changed = x.copy()
     changed[:, position + 1 :] = rng.standard_normal(changed[:, position + 1 :].shape)
     before, after = attention.forward(x), attention.forward(changed)
-    numpy.testing.assert_array_equal(after[:, : position + 1], before[:, : position + 1])  # bit-identical
+    numpy.testing.assert_array_equal(
+        after[:, : position + 1], before[:, : position + 1]
+    )  # bit-identical
 
 
 @given(seed=seeds, dtype=st.sampled_from([numpy.float32, F64]))
@@ -80,13 +88,19 @@ def test_float32_attention_keeps_float32_through_backward():
 
 
 def test_attention_rejects_d_model_not_divisible_by_heads():
-    with pytest.raises(ValueError, match="MultiHeadAttention: expected d_model divisible by num_heads, got 10 and 3"):
+    with pytest.raises(
+        ValueError,
+        match="MultiHeadAttention: expected d_model divisible by num_heads, got 10 and 3",
+    ):
         nn.MultiHeadAttention(10, 3)
 
 
 def test_attention_rejects_padding_mask_of_wrong_shape():
     attention = nn.MultiHeadAttention(4, 2, rng=0, dtype=F64)
-    with pytest.raises(ValueError, match=r"MultiHeadAttention: expected padding_mask of shape \(2, 3\), got \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: expected padding_mask of shape \(2, 3\), got \(2, 4\)",
+    ):
         attention.forward(numpy.ones((2, 3, 4)), padding_mask=numpy.ones((2, 4)))
 
 

@@ -1,4 +1,5 @@
 """Checkpoints round-trip exactly, survive SIGKILL mid-write, and reject bad files clearly."""
+
 import errno
 import json
 import os
@@ -23,19 +24,38 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _example(seed=0, dtype=numpy.float64, shapes=((3, 4), (4,))):
     rng = numpy.random.default_rng(seed)
-    params = {f"layers.{index}.weight": rng.normal(size=shape).astype(dtype) for index, shape in enumerate(shapes)}
+    params = {
+        f"layers.{index}.weight": rng.normal(size=shape).astype(dtype)
+        for index, shape in enumerate(shapes)
+    }
     total = sum(int(numpy.prod(shape)) for shape in shapes)
-    optimizer = {"type": "Adam", "steps": 7, "m": rng.normal(size=total).astype(dtype),
-                 "v": rng.random(total).astype(dtype)}
+    optimizer = {
+        "type": "Adam",
+        "steps": 7,
+        "m": rng.normal(size=total).astype(dtype),
+        "v": rng.random(total).astype(dtype),
+    }
     states = [numpy.random.default_rng(rank).bit_generator.state for rank in range(2)]
     config = {"experiment": "pkg.mod:Exp", "seed": seed, "hidden": 16, "lr": 0.01}
     fingerprint = {"examples": 40, "bytes": 320, "blake2b": "00ff"}
-    return Checkpoint(params=params, optimizer=optimizer, step=11, data_position=440, config=config, rng_states=states,
-                      data_fingerprint=fingerprint)
+    return Checkpoint(
+        params=params,
+        optimizer=optimizer,
+        step=11,
+        data_position=440,
+        config=config,
+        rng_states=states,
+        data_fingerprint=fingerprint,
+    )
 
 
-@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([numpy.float32, numpy.float64]),
-       shapes=st.lists(st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple), min_size=1, max_size=4))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from([numpy.float32, numpy.float64]),
+    shapes=st.lists(
+        st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple), min_size=1, max_size=4
+    ),
+)
 def test_save_then_load_returns_every_field_exactly(tmp_path_factory, seed, dtype, shapes):
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.h5"
     original = _example(seed, dtype, shapes)
@@ -104,7 +124,10 @@ def _without_params(path):
 
 
 BAD_FILES = {
-    "random bytes": (lambda path: _write_bytes(path, numpy.random.default_rng(0).bytes(4096)), "not an HDF5 file"),
+    "random bytes": (
+        lambda path: _write_bytes(path, numpy.random.default_rng(0).bytes(4096)),
+        "not an HDF5 file",
+    ),
     "empty file": (lambda path: _write_bytes(path, b""), "not an HDF5 file"),
     "truncated to 10%": (lambda path: _truncated(path, 0.1), "truncated"),
     "truncated to 60%": (lambda path: _truncated(path, 0.6), "truncated"),
@@ -125,8 +148,9 @@ def test_bad_checkpoint_files_raise_checkpoint_error_naming_the_file(tmp_path, k
 
 
 def _previous_intact(path):
-    numpy.testing.assert_array_equal(checkpoint.load(path).params["layers.0.weight"],
-                                     _example(seed=1).params["layers.0.weight"])
+    numpy.testing.assert_array_equal(
+        checkpoint.load(path).params["layers.0.weight"], _example(seed=1).params["layers.0.weight"]
+    )
     assert not os.path.exists(str(path) + ".tmp")
 
 
@@ -135,17 +159,23 @@ def _disk_full(*args):
 
 
 @pytest.mark.parametrize("failing", ["_write", "_fsync"])
-def test_a_full_disk_removes_the_temporary_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failing):
+def test_a_full_disk_removes_the_temporary_file_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch, failing
+):
     path = tmp_path / "checkpoint.h5"
     checkpoint.save(path, _example(seed=1))
     real = getattr(checkpoint, failing)
 
-    def fail_after_writing(*args):  # the data half written (or written, not yet synced), then ENOSPC
+    def fail_after_writing(
+        *args,
+    ):  # the data half written (or written, not yet synced), then ENOSPC
         real(*args)
         _disk_full()
 
     monkeypatch.setattr(checkpoint, failing, fail_after_writing)
-    with pytest.raises(CheckpointError, match="cannot write .*No space left on device.*previous checkpoint"):
+    with pytest.raises(
+        CheckpointError, match="cannot write .*No space left on device.*previous checkpoint"
+    ):
         checkpoint.save(path, _example(seed=2))
     _previous_intact(path)
 
@@ -173,7 +203,9 @@ def _damage_bytes(path, dataset):
 @pytest.mark.parametrize("dataset", ["/params/layers.0.weight", "/optimizer/m"])
 def test_damaged_raw_data_is_refused_naming_the_dataset(tmp_path, dataset):
     path = tmp_path / "checkpoint.h5"
-    checkpoint.save(path, _example(shapes=((32, 32), (8,))))  # 8 KiB of float64 weights, 8.3 KiB of m
+    checkpoint.save(
+        path, _example(shapes=((32, 32), (8,)))
+    )  # 8 KiB of float64 weights, 8.3 KiB of m
     _damage_bytes(path, dataset)
     with pytest.raises(CheckpointError, match=f"{path}: dataset {dataset} fails its checksum"):
         checkpoint.load(path)
@@ -181,10 +213,18 @@ def test_damaged_raw_data_is_refused_naming_the_dataset(tmp_path, dataset):
 
 def test_format_1_files_without_checksums_still_load(tmp_path):
     path = tmp_path / "checkpoint.h5"
-    _edit(path, lambda handle: [handle.attrs.modify("version", 1), handle.attrs.__delitem__("checksums"),
-                                handle.attrs.__delitem__("data_fingerprint")])
+    _edit(
+        path,
+        lambda handle: [
+            handle.attrs.modify("version", 1),
+            handle.attrs.__delitem__("checksums"),
+            handle.attrs.__delitem__("data_fingerprint"),
+        ],
+    )
     loaded = checkpoint.load(path)
-    numpy.testing.assert_array_equal(loaded.params["layers.0.weight"], _example().params["layers.0.weight"])
+    numpy.testing.assert_array_equal(
+        loaded.params["layers.0.weight"], _example().params["layers.0.weight"]
+    )
     assert loaded.data_fingerprint == {} and loaded.step == 11
 
 
@@ -196,13 +236,23 @@ def _edit(path, edit, unseal=True):
         _unseal(path)
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda handle: handle.attrs.modify("config", json.dumps({**json.loads(handle.attrs["config"]), "lr": 0.04})),
-     "attributes .* fail their checksum"),
-    (lambda handle: handle.attrs.modify("step", 12), "attributes .* fail their checksum"),
-    (lambda handle: handle["optimizer"].pop("m"), "lacks dataset /optimizer/m"),
-    (lambda handle: handle["params"].create_dataset("extra", data=numpy.ones(2)), "holds dataset /params/extra"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda handle: handle.attrs.modify(
+                "config", json.dumps({**json.loads(handle.attrs["config"]), "lr": 0.04})
+            ),
+            "attributes .* fail their checksum",
+        ),
+        (lambda handle: handle.attrs.modify("step", 12), "attributes .* fail their checksum"),
+        (lambda handle: handle["optimizer"].pop("m"), "lacks dataset /optimizer/m"),
+        (
+            lambda handle: handle["params"].create_dataset("extra", data=numpy.ones(2)),
+            "holds dataset /params/extra",
+        ),
+    ],
+)
 def test_edited_attributes_and_missing_or_extra_datasets_are_refused(tmp_path, edit, expected):
     path = tmp_path / "checkpoint.h5"
     _edit(path, edit)
@@ -214,10 +264,13 @@ def _refuse_to_open(*args, **kwargs):
     raise AssertionError("a damaged checkpoint reached the HDF5 library")
 
 
-@pytest.mark.parametrize("edit", [
-    lambda handle: handle.attrs.modify("step", 12),
-    lambda handle: handle["optimizer"].pop("m"),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda handle: handle.attrs.modify("step", 12),
+        lambda handle: handle["optimizer"].pop("m"),
+    ],
+)
 def test_an_edited_sealed_file_is_refused_before_hdf5_opens_it(tmp_path, monkeypatch, edit):
     path = tmp_path / "checkpoint.h5"
     _edit(path, edit, unseal=False)
@@ -255,7 +308,9 @@ def test_sigkill_during_repeated_writes_always_leaves_a_complete_checkpoint(tmp_
     # Five kills at spread-out moments; the writer spends most of its time inside save().
     path = tmp_path / "checkpoint.h5"
     for delay in (0.0, 0.03, 0.07, 0.13, 0.21):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         assert writer.stdout.readline().strip() == "first"
         time.sleep(delay)
         writer.send_signal(signal.SIGKILL)

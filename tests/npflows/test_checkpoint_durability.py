@@ -4,6 +4,7 @@ rename it over the target, then fsync the directory.
 A SIGKILL test cannot see this order (the OS page cache outlives a killed process; only a power
 cut loses unsynced data), so the calls themselves are recorded.
 """
+
 import os
 
 import h5py
@@ -15,8 +16,14 @@ from npflows.checkpoint import Checkpoint
 
 def _example(step):
     params = {"layers.0.weight": numpy.full((3, 4), float(step))}
-    return Checkpoint(params=params, optimizer={"type": "SGD", "steps": step}, step=step, data_position=0,
-                      config={"step": step}, rng_states=[])
+    return Checkpoint(
+        params=params,
+        optimizer={"type": "SGD", "steps": step},
+        step=step,
+        data_position=0,
+        config={"step": step},
+        rng_states=[],
+    )
 
 
 def _record_durability_calls(monkeypatch):
@@ -46,7 +53,9 @@ def _record_durability_calls(monkeypatch):
         real_fsync(descriptor)
 
     def recording_replace(source, target):
-        events.append(("replace", os.path.abspath(os.fspath(source)), os.path.abspath(os.fspath(target))))
+        events.append(
+            ("replace", os.path.abspath(os.fspath(source)), os.path.abspath(os.fspath(target)))
+        )
         real_replace(source, target)
 
     monkeypatch.setattr(os, "open", recording_open)
@@ -56,7 +65,9 @@ def _record_durability_calls(monkeypatch):
     return events
 
 
-def test_save_fsyncs_the_complete_temporary_then_renames_then_fsyncs_the_directory(tmp_path, monkeypatch):
+def test_save_fsyncs_the_complete_temporary_then_renames_then_fsyncs_the_directory(
+    tmp_path, monkeypatch
+):
     path = tmp_path / "checkpoint.h5"
     checkpoint.save(path, _example(step=1))
     events = _record_durability_calls(monkeypatch)
@@ -65,10 +76,16 @@ def test_save_fsyncs_the_complete_temporary_then_renames_then_fsyncs_the_directo
     renames = [event for event in events if event[0] == "replace"]
     assert len(renames) == 1 and renames[0][2] == str(path)
     temporary = renames[0][1]
-    assert temporary != str(path) and os.path.dirname(temporary) == str(tmp_path)  # same file system
+    assert temporary != str(path) and os.path.dirname(temporary) == str(
+        tmp_path
+    )  # same file system
     rename_at = events.index(renames[0])
     synced_before = [event for event in events[:rename_at] if event[0] == "fsync"]
     synced_after = [event for event in events[rename_at:] if event[0] == "fsync"]
-    assert ("fsync", temporary, True) in synced_before  # the data reach the disk before the name does
+    assert (
+        "fsync",
+        temporary,
+        True,
+    ) in synced_before  # the data reach the disk before the name does
     assert ("fsync", str(tmp_path), False) in synced_after  # then the new name itself
     assert checkpoint.load(path).step == 2

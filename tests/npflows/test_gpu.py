@@ -3,6 +3,7 @@
 Marked `gpu` and skipped without CuPy and a CUDA device; benchmarks/gpu_check.sh runs them as
 `NPFLOWS_DEVICE=gpu python -m pytest -q -m gpu tests/npflows/test_gpu.py`.
 """
+
 import numpy
 import pytest
 from hypothesis import given
@@ -24,7 +25,10 @@ def _gpu_available():
         return False
 
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU"),
+]
 
 
 def is_cupy(array):
@@ -47,11 +51,22 @@ def test_scatter_add_on_gpu_equals_numpy_exactly(seed, rows, count):
 
 
 MODULES = {  # name: (builder, host input)
-    "dense": (lambda rng: nn.Dense(6, 5, rng=rng, dtype=F64), lambda rng: rng.normal(size=(3, 4, 6))),
-    "embedding": (lambda rng: nn.Embedding(7, 5, rng=rng, dtype=F64), lambda rng: rng.integers(0, 7, size=(3, 4))),
-    "lstm": (lambda rng: nn.LSTM(5, 8, num_layers=2, rng=rng, dtype=F64), lambda rng: rng.normal(size=(3, 6, 5))),
-    "transformer": (lambda rng: nn.Transformer(2, 16, 4, 32, causal=True, max_length=16, rng=rng, dtype=F64),
-                    lambda rng: rng.normal(size=(2, 7, 16))),
+    "dense": (
+        lambda rng: nn.Dense(6, 5, rng=rng, dtype=F64),
+        lambda rng: rng.normal(size=(3, 4, 6)),
+    ),
+    "embedding": (
+        lambda rng: nn.Embedding(7, 5, rng=rng, dtype=F64),
+        lambda rng: rng.integers(0, 7, size=(3, 4)),
+    ),
+    "lstm": (
+        lambda rng: nn.LSTM(5, 8, num_layers=2, rng=rng, dtype=F64),
+        lambda rng: rng.normal(size=(3, 6, 5)),
+    ),
+    "transformer": (
+        lambda rng: nn.Transformer(2, 16, 4, 32, causal=True, max_length=16, rng=rng, dtype=F64),
+        lambda rng: rng.normal(size=(2, 7, 16)),
+    ),
 }
 
 
@@ -63,7 +78,9 @@ def forward_backward(name, device, seed):
         inputs = numpy.random.default_rng(seed + 1)
         x = backend.asarray(make_input(inputs))
         output = module.forward(x)
-        output = output[0] if isinstance(output, tuple) else output  # the LSTM also returns its state
+        output = (
+            output[0] if isinstance(output, tuple) else output
+        )  # the LSTM also returns its state
         assert is_cupy(output) == (device == "gpu")
         grad_x = module.backward(backend.asarray(inputs.standard_normal(output.shape)))
     grads = {path: backend.to_numpy(param.grad) for path, param in module.named_parameters()}
@@ -88,8 +105,12 @@ def test_forward_and_backward_on_gpu_equal_numpy(name, seed):
         numpy.testing.assert_allclose(gpu_grads[path], cpu_grads[path], err_msg=path, **tolerance)
 
 
-@given(K=st.integers(2, 30), scale=st.booleans(), mask=st.sampled_from(layers.bipartite.MASKS),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    K=st.integers(2, 30),
+    scale=st.booleans(),
+    mask=st.sampled_from(layers.bipartite.MASKS),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_bipartite_flow_round_trip_is_exact_on_gpu(K, scale, mask, seed):
     length = 6
     outputs = {}

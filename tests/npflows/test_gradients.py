@@ -1,4 +1,5 @@
 """Every registered npflows module passes the float64 finite-difference audit, over random shapes."""
+
 import numpy
 import pytest
 from hypothesis import given
@@ -7,12 +8,14 @@ from hypothesis import strategies as st
 import npflows.cases  # noqa: F401  (registers the cases)
 from npflows import gradcheck
 from npflows.gradcheck import Case
+from npflows.module import Module
 from tests.fixtures.audit import entries_per_tensor
 from tests.fixtures.hypothesis_profiles import examples
-from npflows.module import Module
 
 # the engine's own cases (tests/layers audits the flow ops; collection order must not matter)
-ENGINE_CASES = sorted(name for name, build in gradcheck.CASES.items() if build.__module__.startswith("npflows."))
+ENGINE_CASES = sorted(
+    name for name, build in gradcheck.CASES.items() if build.__module__.startswith("npflows.")
+)
 
 
 @pytest.mark.parametrize("name", ENGINE_CASES)
@@ -75,7 +78,10 @@ class _ScaleByWeight(Module):
         self.perturbed = []  # (tensor, flat entry) of every finite-difference evaluation
 
     def forward(self, x):
-        for tensor, value, start in (("input", x, self._x_start), ("weight", self.weight.data, self._w_start)):
+        for tensor, value, start in (
+            ("input", x, self._x_start),
+            ("weight", self.weight.data, self._w_start),
+        ):
             moved = numpy.flatnonzero(value.reshape(-1) != start.reshape(-1))
             self.perturbed += [(tensor, int(entry)) for entry in moved]
         self._saved = x.copy()
@@ -110,7 +116,9 @@ def test_audit_fails_a_backward_wrong_in_any_single_entry(tensor, size):
 def test_audit_perturbs_min_of_size_and_max_entries_distinct_entries_each_both_ways():
     x = numpy.random.default_rng(0).standard_normal((3, 25))  # 75 input entries, 25 weights
     module = _ScaleByWeight(25)
-    report = gradcheck.check_case("counted", module.case(x, max_entries=30), numpy.random.default_rng(1))
+    report = gradcheck.check_case(
+        "counted", module.case(x, max_entries=30), numpy.random.default_rng(1)
+    )
     assert [(t.name, t.entries) for t in report.tensors] == [("input0", 30), ("weight", 25)]
     for tensor, expected in (("input", 30), ("weight", 25)):
         entries = [entry for name, entry in module.perturbed if name == tensor]

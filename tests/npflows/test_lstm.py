@@ -6,6 +6,7 @@ BLAS may block the dot products differently, so results can differ by a few ulps
 through <= 8 steps of bounded gates (|sigmoid'|, |tanh'| <= 1) with weights of size
 1/sqrt(H) that stays far below 1e-12, while any real bug (a wrong gate, a dropped state) is O(1).
 """
+
 import numpy
 import pytest
 from hypothesis import given
@@ -22,7 +23,11 @@ def lstm_problems(draw, min_steps=1):
     """(module, x, state) with small random shapes; state None or (h0, c0)."""
     seed = draw(st.integers(0, 2**31 - 1))
     batch, steps = draw(st.integers(1, 3)), draw(st.integers(min_steps, 8))
-    inputs, hidden, layers = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
+    inputs, hidden, layers = (
+        draw(st.integers(1, 5)),
+        draw(st.integers(1, 6)),
+        draw(st.integers(1, 3)),
+    )
     rng = numpy.random.default_rng(seed)
     module = nn.LSTM(inputs, hidden, num_layers=layers, rng=rng, dtype=F64)
     x = rng.standard_normal((batch, steps, inputs))
@@ -60,7 +65,9 @@ def test_initial_state_path_equals_running_two_halves(problem, fraction):
     output, final = module.forward(x, state)
     out_first, middle = first.forward(x[:, :split], state)
     out_second, final_halves = second.forward(x[:, split:], middle)
-    numpy.testing.assert_allclose(numpy.concatenate([out_first, out_second], axis=1), output, **TIGHT)
+    numpy.testing.assert_allclose(
+        numpy.concatenate([out_first, out_second], axis=1), output, **TIGHT
+    )
     for part, whole in zip(final_halves, final):
         numpy.testing.assert_allclose(part, whole, **TIGHT)
 
@@ -76,8 +83,12 @@ def test_initial_state_path_equals_running_two_halves(problem, fraction):
         (grad_x_full, grad_state_full), (grad_x_first, grad_state_first) = grad_full, grad_first
         for part, whole in zip(grad_state_first, grad_state_full):
             numpy.testing.assert_allclose(part, whole, **TIGHT)
-    numpy.testing.assert_allclose(numpy.concatenate([grad_x_first, grad_second], axis=1), grad_x_full, **TIGHT)
-    for (name, whole), part_a, part_b in zip(module.named_parameters(), first.parameters(), second.parameters()):
+    numpy.testing.assert_allclose(
+        numpy.concatenate([grad_x_first, grad_second], axis=1), grad_x_full, **TIGHT
+    )
+    for (name, whole), part_a, part_b in zip(
+        module.named_parameters(), first.parameters(), second.parameters()
+    ):
         numpy.testing.assert_allclose(part_a.grad + part_b.grad, whole.grad, **TIGHT, err_msg=name)
 
 
@@ -90,6 +101,7 @@ def test_absent_final_state_gradient_means_zero(problem):
     grad_output = numpy.random.default_rng(0).standard_normal(output.shape)
     implicit = module.backward(grad_output)
     explicit = twin.backward(grad_output, (numpy.zeros_like(final[0]), None))
+
     def leaves(grads):
         return [grads] if state is None else [grads[0], *grads[1]]
 
@@ -127,7 +139,10 @@ def test_init_has_forget_bias_one_and_weights_within_bound():
     bound = 1 / numpy.sqrt(5)
     for layer, fan_in in zip(module.layers, (7, 5)):
         assert layer.weight_x.shape == (fan_in, 20) and layer.weight_h.shape == (5, 20)
-        assert numpy.abs(layer.weight_x.data).max() <= bound and numpy.abs(layer.weight_h.data).max() <= bound
+        assert (
+            numpy.abs(layer.weight_x.data).max() <= bound
+            and numpy.abs(layer.weight_h.data).max() <= bound
+        )
         numpy.testing.assert_array_equal(layer.bias.data, numpy.repeat([0.0, 1.0, 0.0, 0.0], 5))
     assert module.num_parameters() == (7 + 5 + 1) * 20 + (5 + 5 + 1) * 20
 
@@ -135,26 +150,36 @@ def test_init_has_forget_bias_one_and_weights_within_bound():
 GOOD = dict(x=numpy.zeros((2, 3, 4)), state=(numpy.zeros((2, 2, 5)), numpy.zeros((2, 2, 5))))
 
 
-@pytest.mark.parametrize("x, state, expected", [
-    (numpy.zeros((2, 4)), None, "3-d input"),
-    (numpy.zeros((2, 3, 6)), None, "last dimension 4"),
-    (numpy.zeros((2, 3, 4), numpy.float32), None, "dtype float64"),
-    (numpy.zeros((2, 3, 4), numpy.int64), None, "floating-point"),
-    (GOOD["x"], (numpy.zeros((1, 2, 5)), numpy.zeros((2, 2, 5))), r"h0 of shape \(L, B, H\) = \(2, 2, 5\)"),
-    (GOOD["x"], (numpy.zeros((2, 2, 5)), numpy.zeros((2, 3, 5))), r"c0 of shape"),
-    (GOOD["x"], numpy.zeros((2, 2, 5)), "expected state"),
-    (GOOD["x"], (GOOD["state"][0], GOOD["state"][1].astype(numpy.float32)), "dtype float64"),
-])
+@pytest.mark.parametrize(
+    "x, state, expected",
+    [
+        (numpy.zeros((2, 4)), None, "3-d input"),
+        (numpy.zeros((2, 3, 6)), None, "last dimension 4"),
+        (numpy.zeros((2, 3, 4), numpy.float32), None, "dtype float64"),
+        (numpy.zeros((2, 3, 4), numpy.int64), None, "floating-point"),
+        (
+            GOOD["x"],
+            (numpy.zeros((1, 2, 5)), numpy.zeros((2, 2, 5))),
+            r"h0 of shape \(L, B, H\) = \(2, 2, 5\)",
+        ),
+        (GOOD["x"], (numpy.zeros((2, 2, 5)), numpy.zeros((2, 3, 5))), r"c0 of shape"),
+        (GOOD["x"], numpy.zeros((2, 2, 5)), "expected state"),
+        (GOOD["x"], (GOOD["state"][0], GOOD["state"][1].astype(numpy.float32)), "dtype float64"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_lstm(x, state, expected):
     module = nn.LSTM(4, 5, num_layers=2, rng=0, dtype=F64)
     with pytest.raises(ValueError, match=f"^LSTM: .*{expected}"):
         module.forward(x, state)
 
 
-@pytest.mark.parametrize("x_t, expected", [
-    (numpy.zeros((2, 3, 4)), "2-d input"),
-    (numpy.zeros((2, 6)), "last dimension 4"),
-])
+@pytest.mark.parametrize(
+    "x_t, expected",
+    [
+        (numpy.zeros((2, 3, 4)), "2-d input"),
+        (numpy.zeros((2, 6)), "last dimension 4"),
+    ],
+)
 def test_bad_step_input_raises_value_error_naming_lstm(x_t, expected):
     with pytest.raises(ValueError, match=f"^LSTM: .*{expected}"):
         nn.LSTM(4, 5, rng=0, dtype=F64).step(x_t)

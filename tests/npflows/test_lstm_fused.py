@@ -1,6 +1,7 @@
 """The LSTM's device path (npflows/nn/lstm_fused.py): the fused cell is the CPU cell's math, the
 kernel traced from it computes exactly that math, and a time step costs a fixed handful of
 device operations (counted on the strict stand-in)."""
+
 import re
 
 import numpy
@@ -22,7 +23,10 @@ FORWARD_BUDGET, BACKWARD_BUDGET = 2, 3
 @given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 4), size=st.integers(1, 5))
 def test_fused_cell_forward_is_the_in_place_cell_bitwise(seed, batch, size):
     rng = numpy.random.default_rng(seed)
-    gates, recurrent = 3 * rng.standard_normal((batch, 4 * size)), 3 * rng.standard_normal((batch, 4 * size))
+    gates, recurrent = (
+        3 * rng.standard_normal((batch, 4 * size)),
+        3 * rng.standard_normal((batch, 4 * size)),
+    )
     c_prev = rng.standard_normal((batch, size))
     split = [part for array in (gates, recurrent) for part in numpy.split(array.copy(), 4, axis=1)]
     expected = lstm_fused.cell_forward(*split, c_prev)
@@ -37,13 +41,23 @@ def test_fused_lstm_equals_the_in_place_lstm(seed):
     rng = numpy.random.default_rng(seed)
     x = rng.standard_normal((3, 5, 4))
     state = tuple(rng.standard_normal((2, 3, 6)) for _ in range(2))
-    cotangents = rng.standard_normal((3, 5, 6)), tuple(rng.standard_normal((2, 3, 6)) for _ in range(2))
+    cotangents = (
+        rng.standard_normal((3, 5, 6)),
+        tuple(rng.standard_normal((2, 3, 6)) for _ in range(2)),
+    )
     runs = {}
     for fused_path in (False, True):
         module = nn.LSTM(4, 6, num_layers=2, rng=seed, dtype=F64, fused=fused_path)
         output, final = module.forward(x, state)
         grad_x, (grad_h0, grad_c0) = module.backward(*cotangents)
-        runs[fused_path] = [output, *final, grad_x, grad_h0, grad_c0, *(p.grad for p in module.parameters())]
+        runs[fused_path] = [
+            output,
+            *final,
+            grad_x,
+            grad_h0,
+            grad_c0,
+            *(p.grad for p in module.parameters()),
+        ]
     # the same formulas; only the GEMMs are shaped differently (gate-major batches vs one 4H
     # product), which moves float64 sums by a few ulps
     for got, want in zip(runs[True], runs[False]):
@@ -56,7 +70,9 @@ def _run_kernel_source(function, inputs):
     for line in fused.kernel_source(function, len(inputs)).splitlines():
         line = re.sub(r"\(T\)", "", line.removeprefix("const T ").rstrip(";"))
         target, expression = line.split(" = ", 1)
-        scope[target] = eval(re.sub(r"\b(tanh|exp)\(", r"numpy.\1(", expression), {"numpy": numpy}, scope)
+        scope[target] = eval(
+            re.sub(r"\b(tanh|exp)\(", r"numpy.\1(", expression), {"numpy": numpy}, scope
+        )
     return [scope[f"out{index}"] for index in range(len([k for k in scope if k.startswith("out")]))]
 
 
@@ -70,7 +86,9 @@ def test_the_kernel_source_computes_the_cell_function_exactly(function):
     for one, other in zip(got, expected):
         numpy.testing.assert_array_equal(one, other)
     # C constants are cast to the kernel's type: float32 arithmetic stays float32 on the GPU
-    assert "tanh(" in fused.kernel_source(function, 9) and "(T)1.0" in fused.kernel_source(lstm_fused.cell_backward, 9)
+    assert "tanh(" in fused.kernel_source(function, 9) and "(T)1.0" in fused.kernel_source(
+        lstm_fused.cell_backward, 9
+    )
 
 
 def _operations(steps, fused_path=None):

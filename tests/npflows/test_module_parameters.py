@@ -1,4 +1,5 @@
 """Each Parameter is registered once, even when an attribute aliases a child's submodule."""
+
 import numpy
 import pytest
 
@@ -19,15 +20,22 @@ class _Aliasing(Module):
 
 def test_an_aliased_parameter_is_named_once_under_its_first_path():
     module = _Aliasing()
-    assert [name for name, _ in module.named_parameters()] == ["scale", "inner.weight", "inner.bias"]
+    assert [name for name, _ in module.named_parameters()] == [
+        "scale",
+        "inner.weight",
+        "inner.bias",
+    ]
     assert module.num_parameters() == 2 + 3 * 4 + 4
 
 
 def _flow_networks():
     def inner(seed):  # a network with an output layer, which both wrappers keep a handle on
         return layers.BidirectionalLSTMNetwork(5, 4, 8, 5, rng=seed)
-    return {"PredictiveNetwork": layers.PredictiveNetwork(inner(0), 5, anchor=0),
-            "StridedNetwork": layers.StridedNetwork(inner(1), stride=2)}
+
+    return {
+        "PredictiveNetwork": layers.PredictiveNetwork(inner(0), 5, anchor=0),
+        "StridedNetwork": layers.StridedNetwork(inner(1), stride=2),
+    }
 
 
 @pytest.mark.parametrize("name", ["PredictiveNetwork", "StridedNetwork"])
@@ -47,7 +55,10 @@ def test_adam_state_and_the_state_dict_hold_one_slot_per_parameter():
 
 def test_a_state_dict_written_with_alias_paths_still_loads():
     module, state = _Aliasing(), _Aliasing().state_dict()
-    state["handle.weight"], state["handle.bias"] = state["inner.weight"] + 1, state["inner.bias"]  # older files
+    state["handle.weight"], state["handle.bias"] = (
+        state["inner.weight"] + 1,
+        state["inner.bias"],
+    )  # older files
     state["inner.weight"] = state["handle.weight"]
     module.load_state_dict(state)
     numpy.testing.assert_array_equal(module.inner.weight.data, state["inner.weight"])

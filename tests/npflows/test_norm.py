@@ -1,4 +1,5 @@
 """LayerNorm and Dropout: values, modes and errors (gradients: the audit in test_gradients.py)."""
+
 import numpy
 import pytest
 from hypothesis import given
@@ -26,7 +27,9 @@ def test_layer_norm_applies_gain_and_bias_after_normalising():
     norm.bias.data[...] = [0.5, 0.0, -0.5]
     x = numpy.array([[1.0, 2.0, 3.0]])  # mean 2, variance 2/3
     x_hat = (x - 2.0) / numpy.sqrt(2.0 / 3.0)
-    numpy.testing.assert_allclose(norm.forward(x), x_hat * [1.0, 2.0, 3.0] + [0.5, 0.0, -0.5], rtol=1e-14)
+    numpy.testing.assert_allclose(
+        norm.forward(x), x_hat * [1.0, 2.0, 3.0] + [0.5, 0.0, -0.5], rtol=1e-14
+    )
 
 
 def test_layer_norm_rejects_wrong_last_dim():
@@ -51,7 +54,9 @@ def test_dropout_keeps_or_zeroes_each_entry_and_scales_kept_ones(seed, rate):
     kept = y != 0
     scale = numpy.float32(1.0) * numpy.float32(1.0 / (1.0 - rate))  # the mask's float32 value
     numpy.testing.assert_array_equal(y[kept], x[kept] * scale)
-    numpy.testing.assert_array_equal(dropout.backward(numpy.ones_like(x)), kept * scale)  # same mask
+    numpy.testing.assert_array_equal(
+        dropout.backward(numpy.ones_like(x)), kept * scale
+    )  # same mask
 
 
 @given(seed=seeds, rate=st.floats(0.05, 0.9))

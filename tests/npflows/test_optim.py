@@ -1,4 +1,5 @@
 """Adam's in-place update against the textbook formula (Kingma & Ba; AdamW's decoupled decay)."""
+
 import numpy
 import pytest
 from hypothesis import given
@@ -20,7 +21,12 @@ def textbook_adam(theta, grads, lr, betas, eps, weight_decay):
     return theta, m, v
 
 
-@given(seed=st.integers(0, 2**31), steps=st.integers(1, 6), weight_decay=st.sampled_from([0.0, 0.1]), scaled=st.booleans())
+@given(
+    seed=st.integers(0, 2**31),
+    steps=st.integers(1, 6),
+    weight_decay=st.sampled_from([0.0, 0.1]),
+    scaled=st.booleans(),
+)
 def test_adam_matches_textbook_formula(seed, steps, weight_decay, scaled):
     """With lr_scale, each entry follows the formula at its own rate lr * scale."""
     rng = numpy.random.default_rng(seed)
@@ -28,12 +34,16 @@ def test_adam_matches_textbook_formula(seed, steps, weight_decay, scaled):
     params = [Parameter(rng.normal(size=shape)) for shape in shapes]
     start = numpy.concatenate([p.data.reshape(-1) for p in params])
     scale = rng.choice([0.0, 1.0, 10.0], size=start.size) if scaled else None
-    adam = optim.Adam(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay, lr_scale=scale)
+    adam = optim.Adam(
+        params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay, lr_scale=scale
+    )
     grads = [rng.normal(size=start.size) * 10.0 ** rng.integers(-3, 2) for _ in range(steps)]
     for grad in grads:
         adam.flat.grad[...] = grad
         adam.step()
-    theta, m, v = textbook_adam(start, grads, 0.01 * (1.0 if scale is None else scale), (0.9, 0.99), 1e-8, weight_decay)
+    theta, m, v = textbook_adam(
+        start, grads, 0.01 * (1.0 if scale is None else scale), (0.9, 0.99), 1e-8, weight_decay
+    )
     # float64: the in-place order (sqrt(v) / sqrt(1 - b2^t) instead of sqrt(v / (1 - b2^t)),
     # decay applied before the Adam term) differs from the formula by a few ulps per step
     numpy.testing.assert_allclose(adam.m, m, rtol=1e-12, atol=0)
@@ -43,7 +53,10 @@ def test_adam_matches_textbook_formula(seed, steps, weight_decay, scaled):
 
 
 def test_adam_step_updates_parameter_views_in_place():
-    params = [Parameter(numpy.ones((2, 3), numpy.float32)), Parameter(numpy.zeros(4, numpy.float32))]
+    params = [
+        Parameter(numpy.ones((2, 3), numpy.float32)),
+        Parameter(numpy.zeros(4, numpy.float32)),
+    ]
     adam = optim.Adam(params, lr=0.5)
     adam.flat.grad[...] = 1.0
     adam.step()
@@ -69,7 +82,9 @@ def _optimizer(kind, **options):
 @pytest.mark.parametrize("kind", ["Adam", "SGD"])
 @pytest.mark.parametrize("lr", [float("nan"), float("inf"), -1e-3])
 def test_learning_rates_that_wreck_every_parameter_are_refused(kind, lr):
-    with pytest.raises(ValueError, match=f"{kind}: expected a finite learning rate >= 0, got {lr!r}"):
+    with pytest.raises(
+        ValueError, match=f"{kind}: expected a finite learning rate >= 0, got {lr!r}"
+    ):
         _optimizer(kind, lr=lr)
     optimizer = _optimizer(kind, lr=0.1)
     with pytest.raises(ValueError, match=f"{kind}: expected a finite learning rate >= 0"):
@@ -81,10 +96,16 @@ def test_learning_rates_that_wreck_every_parameter_are_refused(kind, lr):
 def test_state_with_a_missing_or_misshapen_buffer_is_refused(kind, name):
     optimizer = _optimizer(kind)
     state = optimizer.state_dict()
-    with pytest.raises(ValueError, match=f"{kind}: expected state entries .* got none for \\['{name}'\\]"):
+    with pytest.raises(
+        ValueError, match=f"{kind}: expected state entries .* got none for \\['{name}'\\]"
+    ):
         optimizer.load_state_dict({key: value for key, value in state.items() if key != name})
-    with pytest.raises(ValueError, match=f"{kind}: expected state '{name}' of shape \\(6,\\), got \\(1,\\)"):
-        optimizer.load_state_dict({**state, name: numpy.ones(1)})  # would broadcast into every entry
+    with pytest.raises(
+        ValueError, match=f"{kind}: expected state '{name}' of shape \\(6,\\), got \\(1,\\)"
+    ):
+        optimizer.load_state_dict(
+            {**state, name: numpy.ones(1)}
+        )  # would broadcast into every entry
 
 
 def _flat_with_gradients(rng, shapes, scale, dtype=numpy.float64):
@@ -95,21 +116,29 @@ def _flat_with_gradients(rng, shapes, scale, dtype=numpy.float64):
 
 
 def _norm_over_parameters(flat):
-    return numpy.sqrt(sum(float((param.grad.astype(numpy.float64) ** 2).sum()) for param in flat.params))
+    return numpy.sqrt(
+        sum(float((param.grad.astype(numpy.float64) ** 2).sum()) for param in flat.params)
+    )
 
 
-SHAPES = st.lists(st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), min_size=1, max_size=4)
+SHAPES = st.lists(
+    st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), min_size=1, max_size=4
+)
 
 
 @given(seed=st.integers(0, 2**31), shapes=SHAPES, scale=st.sampled_from([1e-3, 1.0, 1e3]))
 def test_global_norm_is_the_l2_norm_over_every_parameter(seed, shapes, scale):
     flat = _flat_with_gradients(numpy.random.default_rng(seed), shapes, scale)
     # float64 sums of the same squares in another order: a few ulps apart
-    numpy.testing.assert_allclose(float(optim.global_norm(flat)), _norm_over_parameters(flat), rtol=1e-12)
+    numpy.testing.assert_allclose(
+        float(optim.global_norm(flat)), _norm_over_parameters(flat), rtol=1e-12
+    )
 
 
 @given(seed=st.integers(0, 2**31), shapes=SHAPES, ratio=st.sampled_from([0.01, 0.3, 0.9]))
-def test_clip_grad_norm_rescales_every_gradient_to_max_norm_and_returns_the_norm_before(seed, shapes, ratio):
+def test_clip_grad_norm_rescales_every_gradient_to_max_norm_and_returns_the_norm_before(
+    seed, shapes, ratio
+):
     flat = _flat_with_gradients(numpy.random.default_rng(seed), shapes, 1.0)
     before, norm_before = flat.grad.copy(), _norm_over_parameters(flat)
     max_norm = ratio * norm_before
@@ -130,4 +159,6 @@ def test_clip_grad_norm_leaves_gradients_under_max_norm_exactly_unchanged(seed, 
     returned = optim.clip_grad_norm(flat, ratio * _norm_over_parameters(flat))
     numpy.testing.assert_array_equal(flat.grad, before)  # the factor is exactly 1.0
     assert flat.grad.dtype == numpy.float32
-    numpy.testing.assert_allclose(float(returned), _norm_over_parameters(flat), rtol=1e-6)  # float32 sum
+    numpy.testing.assert_allclose(
+        float(returned), _norm_over_parameters(flat), rtol=1e-6
+    )  # float32 sum

@@ -1,5 +1,6 @@
 """The strict CPU stand-in for CuPy (NPFLOWS_DEVICE=strict): what it refuses, what it counts, and
 the engine's device discipline checked under it (the audit, clear device errors, deferred checks)."""
+
 import json
 
 import numpy
@@ -14,8 +15,13 @@ def test_host_operands_are_refused_like_cupy_refuses_them():
     with strict_counting():
         device = backend.asarray(numpy.arange(6.0))
         host = numpy.ones(6)
-        for mix in (lambda: device + host, lambda: host * device, lambda: numpy.concatenate([device, host]),
-                    lambda: backend.xp().where(device > 2, host, device), lambda: backend.xp().exp(host)):
+        for mix in (
+            lambda: device + host,
+            lambda: host * device,
+            lambda: numpy.concatenate([device, host]),
+            lambda: backend.xp().where(device > 2, host, device),
+            lambda: backend.xp().exp(host),
+        ):
             with pytest.raises(TypeError, match=r"NumPy \(host\) array of shape \(6,\)"):
                 mix()
         with pytest.raises(TypeError, match="assignment into a device slice"):
@@ -45,9 +51,14 @@ def test_syncs_and_uploads_are_counted_by_call_site():
     def source(sites):
         return sorted(lines[int(site.split(":")[1]) - 1].strip() for site in sites)
 
-    assert source(counts.uploads) == ["device = backend.asarray(numpy.arange(5))"] and sum(counts.uploads.values()) == 1
-    assert source(counts.syncs) == ["picked = device[device > 2]  # a boolean mask: the host waits for its count",
-                                    "total = backend.to_host_scalar(picked.sum())  # a device-to-host read"]
+    assert (
+        source(counts.uploads) == ["device = backend.asarray(numpy.arange(5))"]
+        and sum(counts.uploads.values()) == 1
+    )
+    assert source(counts.syncs) == [
+        "picked = device[device > 2]  # a boolean mask: the host waits for its count",
+        "total = backend.to_host_scalar(picked.sum())  # a device-to-host read",
+    ]
     assert all(site.startswith("tests/npflows/test_strict_device.py:") for site in counts.syncs)
     assert total == 7 and counts.operations == before + 1
 
@@ -64,7 +75,11 @@ def test_gradient_audit_passes_on_the_stand_in_device():
 
     with strict_counting():
         reports = gradcheck.run_all()
-    failed = {report.name: report.error or report.max_rel_error for report in reports if not report.passed()}
+    failed = {
+        report.name: report.error or report.max_rel_error
+        for report in reports
+        if not report.passed()
+    }
     assert len(reports) == len(gradcheck.CASES) and failed == {}
 
 
@@ -81,19 +96,27 @@ def test_a_case_that_raises_is_reported_failed_and_the_audit_goes_on():
 
 
 def _dense_case(rng):
-    return gradcheck.Case(nn.Dense(3, 2, rng=rng, dtype=numpy.float64), (rng.standard_normal((2, 3)),))
+    return gradcheck.Case(
+        nn.Dense(3, 2, rng=rng, dtype=numpy.float64), (rng.standard_normal((2, 3)),)
+    )
 
 
-@pytest.mark.parametrize("build, host_input", [
-    (lambda: nn.Dense(3, 2, rng=0), numpy.ones((2, 3), numpy.float32)),
-    (lambda: nn.LSTM(3, 4, rng=0), numpy.ones((2, 5, 3), numpy.float32)),
-    (lambda: nn.Embedding(5, 2, rng=0), numpy.array([[1, 2]])),
-    (lambda: nn.LayerNorm(3), numpy.ones((2, 3), numpy.float32)),
-])
+@pytest.mark.parametrize(
+    "build, host_input",
+    [
+        (lambda: nn.Dense(3, 2, rng=0), numpy.ones((2, 3), numpy.float32)),
+        (lambda: nn.LSTM(3, 4, rng=0), numpy.ones((2, 5, 3), numpy.float32)),
+        (lambda: nn.Embedding(5, 2, rng=0), numpy.array([[1, 2]])),
+        (lambda: nn.LayerNorm(3), numpy.ones((2, 3), numpy.float32)),
+    ],
+)
 def test_a_host_input_to_a_device_module_is_an_error_naming_both_devices(build, host_input):
     with on_device("strict"):
         module = build()
-        with pytest.raises(ValueError, match=r"expected an input on the parameters' device \(strict\), got an array on cpu"):
+        with pytest.raises(
+            ValueError,
+            match=r"expected an input on the parameters' device \(strict\), got an array on cpu",
+        ):
             module.forward(host_input)
 
 
@@ -101,20 +124,30 @@ def test_a_host_condition_for_a_device_flow_network_is_an_error_naming_both_devi
     with on_device("strict"):
         conditioned = layers.Conditioned(nn.Dense(5, 3, rng=0), 3, 2)
         conditioned.set_condition(numpy.zeros((1, 2, 2), numpy.float32))
-        with pytest.raises(ValueError, match=r"Conditioned: expected an input on the parameters' device"):
+        with pytest.raises(
+            ValueError, match=r"Conditioned: expected an input on the parameters' device"
+        ):
             conditioned.forward(backend.asarray(numpy.eye(3, dtype=numpy.float32)[[[0, 1]]]))
 
 
 def test_id_checks_on_a_device_wait_for_the_next_raise_failed_checks():
     with strict_counting() as counts:
-        layers.onehot.check_ids("Flow", backend.asarray(numpy.array([[0, 4]])), 4)  # out of range: no sync, no error yet
+        layers.onehot.check_ids(
+            "Flow", backend.asarray(numpy.array([[0, 4]])), 4
+        )  # out of range: no sync, no error yet
         layers.onehot.check_ids("Flow", backend.asarray(numpy.array([[1, 2]])), 4)
         assert counts.syncs == {}
-        with pytest.raises(ValueError, match=r"Flow: expected token ids in \[0, 4\) \(a deferred device check\)"):
+        with pytest.raises(
+            ValueError, match=r"Flow: expected token ids in \[0, 4\) \(a deferred device check\)"
+        ):
             backend.raise_failed_checks()
         backend.raise_failed_checks()  # reported once, then cleared
-    with pytest.raises(ValueError, match=r"Embedding: expected token ids in \[0, 4\), got min 0, max 4"):
-        nn.Embedding(4, 2, rng=0).forward(numpy.array([[0, 4]]))  # on the host: at once, with the values
+    with pytest.raises(
+        ValueError, match=r"Embedding: expected token ids in \[0, 4\), got min 0, max 4"
+    ):
+        nn.Embedding(4, 2, rng=0).forward(
+            numpy.array([[0, 4]])
+        )  # on the host: at once, with the values
 
 
 def test_the_stand_in_trains_like_the_host(tmp_path):
@@ -124,10 +157,29 @@ def test_the_stand_in_trains_like_the_host(tmp_path):
     results = {}
     for device in ("cpu", "strict"):
         out = tmp_path / device
-        assert cli.main(["--device", device, "train", "tests.fixtures.tiny_experiment:TinyClassifier", "--steps", "4",
-                         "--batch-size", "8", "--out", str(out), "--log-every", "2"]) == 0
+        assert (
+            cli.main(
+                [
+                    "--device",
+                    device,
+                    "train",
+                    "tests.fixtures.tiny_experiment:TinyClassifier",
+                    "--steps",
+                    "4",
+                    "--batch-size",
+                    "8",
+                    "--out",
+                    str(out),
+                    "--log-every",
+                    "2",
+                ]
+            )
+            == 0
+        )
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        results[device] = [{key: value for key, value in row.items() if "second" not in key} for row in rows]
+        results[device] = [
+            {key: value for key, value in row.items() if "second" not in key} for row in rows
+        ]
     backend.set_device("cpu")
     assert [row["step"] for row in results["cpu"]] == [2, 4]
     assert results["strict"] == results["cpu"]
@@ -152,16 +204,33 @@ def test_device_dropout_draws_a_fresh_mask_each_call_with_no_copy_and_reseed_rep
         numpy.testing.assert_array_equal(backend.to_numpy(dropout.forward(ones)), again)
     assert set(numpy.unique(first)) == {numpy.float32(0), numpy.float32(1 / 0.7)}
     # 100,000 draws: the kept share's standard deviation is 0.0014; 0.01 is 7 of them
-    assert abs((first != 0).mean() - 0.7) < 0.01 and (first != second).any() and (first != again).any()
+    assert (
+        abs((first != 0).mean() - 0.7) < 0.01 and (first != second).any() and (first != again).any()
+    )
 
 
-def test_npflows_evaluate_raises_a_deferred_device_check_before_printing(tmp_path, capsys, monkeypatch):
+def test_npflows_evaluate_raises_a_deferred_device_check_before_printing(
+    tmp_path, capsys, monkeypatch
+):
     from runners import cli
     from tests.fixtures.tiny_experiment import TinyClassifier
 
     out = tmp_path / "run"
-    assert cli.main(["train", "tests.fixtures.tiny_experiment:TinyClassifier", "--steps", "1", "--batch-size", "8",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "tests.fixtures.tiny_experiment:TinyClassifier",
+                "--steps",
+                "1",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     evaluate = TinyClassifier.evaluate
 
@@ -171,7 +240,9 @@ def test_npflows_evaluate_raises_a_deferred_device_check_before_printing(tmp_pat
 
     monkeypatch.setattr(TinyClassifier, "evaluate", evaluate_with_a_bad_input)
     try:
-        with pytest.raises(ValueError, match=r"Tiny: expected good ids \(a deferred device check\)"):
+        with pytest.raises(
+            ValueError, match=r"Tiny: expected good ids \(a deferred device check\)"
+        ):
             cli.main(["--device", "strict", "evaluate", str(out / "checkpoint.h5")])
     finally:
         backend.set_device("cpu")

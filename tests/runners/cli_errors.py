@@ -1,5 +1,6 @@
 """Run the `npflows` CLI in-process and check the project's error convention: a user error is
 exactly one `npflows: error: ...` line on stderr and exit code 2, never a traceback."""
+
 import contextlib
 import io
 

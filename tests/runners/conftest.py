@@ -1,4 +1,5 @@
 """Fixtures shared by the runner tests."""
+
 import pytest
 
 from npflows import backend, train

@@ -1,4 +1,5 @@
 """Helpers for the runner tests: train through the `npflows` CLI in-process and read a run's files."""
+
 import json
 
 from runners import cli
@@ -23,7 +24,11 @@ def capture_plotted_lines(monkeypatch):
     saved, lines = Figure.savefig, []
 
     def savefig(figure, *arguments, **options):
-        lines.extend((line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for axis in figure.axes for line in axis.lines)
+        lines.extend(
+            (line.get_label(), list(line.get_xdata()), list(line.get_ydata()))
+            for axis in figure.axes
+            for line in axis.lines
+        )
         return saved(figure, *arguments, **options)
 
     monkeypatch.setattr(Figure, "savefig", savefig)

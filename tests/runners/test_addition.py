@@ -1,7 +1,9 @@
 """runners/addition.py: (a + b) mod 10^D on digits, most significant first (section 4.2)."""
+
 import numpy
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runners import addition
 
@@ -11,10 +13,10 @@ def as_int(digits):
 
 
 def as_digits(value, D):
-    return [int(character) for character in str(value % 10 ** D).zfill(D)]
+    return [int(character) for character in str(value % 10**D).zfill(D)]
 
 
-@given(D=st.integers(1, 25), seed=st.integers(0, 2 ** 32 - 1))
+@given(D=st.integers(1, 25), seed=st.integers(0, 2**32 - 1))
 def test_add_digits_equals_python_integer_addition_mod_10_to_the_d(D, seed):
     rng = numpy.random.default_rng(seed)
     a = rng.integers(0, 10, size=(20, D))
@@ -64,15 +66,24 @@ def test_exact_match_rate_and_digit_accuracy_count_matches():
     assert addition.digit_accuracy(predicted, target) == 5 / 6
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: addition.sample(5, 0, 0), "addition.sample: expected an integer D >= 1"),
-    (lambda: addition.add_digits(numpy.array([[10]]), numpy.array([[0]])),
-     "addition.add_digits: expected a digits in [0, 10)"),
-    (lambda: addition.add_digits(numpy.zeros((2, 3), int), numpy.zeros((2, 4), int)),
-     "addition.add_digits: expected a and b of the same shape"),
-    (lambda: addition.exact_match_rate(numpy.zeros((2, 3), int), numpy.zeros((3, 3), int)),
-     "addition.exact_match_rate: expected equal"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: addition.sample(5, 0, 0), "addition.sample: expected an integer D >= 1"),
+        (
+            lambda: addition.add_digits(numpy.array([[10]]), numpy.array([[0]])),
+            "addition.add_digits: expected a digits in [0, 10)",
+        ),
+        (
+            lambda: addition.add_digits(numpy.zeros((2, 3), int), numpy.zeros((2, 4), int)),
+            "addition.add_digits: expected a and b of the same shape",
+        ),
+        (
+            lambda: addition.exact_match_rate(numpy.zeros((2, 3), int), numpy.zeros((3, 3), int)),
+            "addition.exact_match_rate: expected equal",
+        ),
+    ],
+)
 def test_bad_arguments_raise_value_errors_naming_the_function(call, message):
     with pytest.raises(ValueError) as error:
         call()

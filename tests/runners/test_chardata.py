@@ -1,4 +1,5 @@
 """runners/chardata.py: PTB, text8 and plain-text loaders, their conventions, errors and cache."""
+
 import math
 import os
 import re
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from runners import chardata
 from runners.chardata import EOS, PAD
+
 
 def ptb_text(sentences, official_layout=True):
     """Sentences ('_' for spaces) in Mikolov's layout: the official files are every character and
@@ -43,7 +45,10 @@ def test_ptb_rows_hold_characters_then_eos_then_pad_with_exact_mask(tmp_path):
     assert train.decode(train.tokens) == ["ab c", "b"]
 
 
-@given(st.lists(st.text(alphabet="ab_<>N.", min_size=1, max_size=12), min_size=1, max_size=6), st.booleans())
+@given(
+    st.lists(st.text(alphabet="ab_<>N.", min_size=1, max_size=12), min_size=1, max_size=6),
+    st.booleans(),
+)
 def test_decode_inverts_loading_in_either_layout(sentences, official_layout):
     with tempfile.TemporaryDirectory() as directory:
         write_ptb_dir(directory, sentences, official_layout=official_layout)
@@ -64,14 +69,17 @@ def test_sentences_that_do_not_fit_with_their_eos_are_dropped_and_counted(tmp_pa
     assert (valid.metadata["kept"], valid.metadata["dropped_too_long"]) == (1, 1)
 
 
-@pytest.mark.parametrize("content, line, fragment", [
-    (b"a b\nab c\n", 2, "'a' and 'b' not separated by a space"),
-    (b"a\tb\n", 1, "tab at column 2"),
-    (b"a b\na  b\n", 2, "two spaces"),
-    (b"a b\n\nc\n", 2, "empty line"),
-    (b"a b\r\n", 1, "carriage return"),
-    (b"a b\n\xff a\n", 2, "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, line, fragment",
+    [
+        (b"a b\nab c\n", 2, "'a' and 'b' not separated by a space"),
+        (b"a\tb\n", 1, "tab at column 2"),
+        (b"a b\na  b\n", 2, "two spaces"),
+        (b"a b\n\nc\n", 2, "empty line"),
+        (b"a b\r\n", 1, "carriage return"),
+        (b"a b\n\xff a\n", 2, "not UTF-8"),
+    ],
+)
 def test_format_errors_name_file_and_line(tmp_path, content, line, fragment):
     write_ptb_dir(tmp_path, ["a"])
     (tmp_path / "ptb.char.train.txt").write_bytes(content)
@@ -143,7 +151,10 @@ def test_cache_is_reused_until_the_source_changes(tmp_path):
     changed = chardata.load_ptb_dev_split(source, train_fraction=0.5)
     assert counts()["parsed"] == before["parsed"] + 2
     assert changed["eval"].decode(changed["eval"].tokens) == ["bb", "aa"]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["ptb.char.valid.txt", "ptb.char.valid.txt.npflows.h5"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "ptb.char.valid.txt",
+        "ptb.char.valid.txt.npflows.h5",
+    ]
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
@@ -190,7 +201,11 @@ def test_text8_split_sizes_are_proportional_and_chunks_exact(tmp_path):
     (tmp_path / "text8").write_text(stream)
     data = chardata.load_text8(tmp_path / "text8", seq_len=10, use_cache=False)
     # bounds floor(1003 * 0.9 + 1/2) = 903 and floor(1003 * 0.95 + 1/2) = 953
-    assert {split: data[split].tokens.shape for split in data} == {"train": (90, 10), "valid": (5, 10), "test": (5, 10)}
+    assert {split: data[split].tokens.shape for split in data} == {
+        "train": (90, 10),
+        "valid": (5, 10),
+        "test": (5, 10),
+    }
     assert [data[split].metadata["dropped_tail"] for split in data] == [3, 0, 0]
     assert data["valid"].decode(data["valid"].tokens.reshape(-1)) == stream[903:953]
     assert data["train"].vocab == list(" abcdefghijklmnopqrstuvwxyz")
@@ -206,7 +221,9 @@ def test_text8_rejects_characters_outside_its_alphabet(tmp_path):
 
 def test_text_vocabulary_comes_from_the_training_part(tmp_path):
     (tmp_path / "any.txt").write_text("aé\nb" * 5, encoding="utf-8")
-    data = chardata.load_text(tmp_path / "any.txt", seq_len=2, fractions=(0.5, 0.25, 0.25), use_cache=False)
+    data = chardata.load_text(
+        tmp_path / "any.txt", seq_len=2, fractions=(0.5, 0.25, 0.25), use_cache=False
+    )
     assert data["train"].vocab == ["\n", "a", "b", "é"]
     assert data["train"].decode(data["train"].tokens.reshape(-1)) == ("aé\nb" * 5)[:10]
     assert [data[split].tokens.shape[0] for split in data] == [5, 2, 2]
@@ -215,11 +232,15 @@ def test_text_vocabulary_comes_from_the_training_part(tmp_path):
 def test_text_unknown_character_names_line(tmp_path):
     (tmp_path / "any.txt").write_text("ab\n" * 4 + "ac")
     with pytest.raises(ValueError, match=r"any\.txt:5: character 'c'"):
-        chardata.load_text(tmp_path / "any.txt", seq_len=1, fractions=(0.5, 0.25, 0.25), use_cache=False)
+        chardata.load_text(
+            tmp_path / "any.txt", seq_len=1, fractions=(0.5, 0.25, 0.25), use_cache=False
+        )
 
 
-@pytest.mark.skipif(not chardata.DEV_PTB_PATH.is_file(),
-                    reason=f"real PTB file missing: expected {chardata.DEV_PTB_PATH} (../shared/data/ptb_char/)")
+@pytest.mark.skipif(
+    not chardata.DEV_PTB_PATH.is_file(),
+    reason=f"real PTB file missing: expected {chardata.DEV_PTB_PATH} (../shared/data/ptb_char/)",
+)
 def test_real_ptb_validation_file_matches_its_documented_facts():
     data = chardata.load_ptb_dev_split(max_length=391, use_cache=False)  # longest sentence: 390
     train, evaluation = data["train"], data["eval"]

@@ -1,4 +1,5 @@
 """runners/mog.py: the discretised 8-Gaussian mixture of Figure 2 and its exact cell table."""
+
 import math
 
 import numpy
@@ -55,7 +56,9 @@ def test_cell_masses_match_midpoint_integration_of_the_truncated_density():
         points = edges[0] + step * (numpy.arange(90 * 400) + 0.5)
         density = numpy.exp(-0.5 * ((points - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
         integrated = density.reshape(90, 400).sum(axis=1) * step
-        numpy.testing.assert_allclose(mog.cell_masses(mean), integrated / integrated.sum(), rtol=0, atol=2e-8)
+        numpy.testing.assert_allclose(
+            mog.cell_masses(mean), integrated / integrated.sum(), rtol=0, atol=2e-8
+        )
 
 
 def test_samples_are_int64_bins_covering_exactly_0_to_89(samples):
@@ -84,7 +87,9 @@ def test_border_bins_follow_rejection_not_clipping(samples, table):
 
 
 def test_sample_is_deterministic_under_a_seed():
-    numpy.testing.assert_array_equal(mog.sample(1000, 7), mog.sample(1000, numpy.random.default_rng(7)))
+    numpy.testing.assert_array_equal(
+        mog.sample(1000, 7), mog.sample(1000, numpy.random.default_rng(7))
+    )
 
 
 def test_entropy_of_a_uniform_table_is_log_8100():
@@ -106,12 +111,21 @@ def test_exact_nll_of_samples_is_close_to_the_entropy(samples, table):
     assert abs(mog.negative_log_likelihood(table, samples) - mog.entropy(table)) < 0.02
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: mog.sample(-1, 0), "mog.sample: expected a non-negative integer"),
-    (lambda: mog.empirical_table(numpy.array([[0, 90]])), "mog.empirical_table: expected bin indices in [0, 90)"),
-    (lambda: mog.empirical_table(numpy.zeros((3, 2))), "mog.empirical_table: expected (n, 2) integer"),
-    (lambda: mog.entropy(numpy.ones((3, 3))), "mog.entropy: expected a (90, 90) float"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: mog.sample(-1, 0), "mog.sample: expected a non-negative integer"),
+        (
+            lambda: mog.empirical_table(numpy.array([[0, 90]])),
+            "mog.empirical_table: expected bin indices in [0, 90)",
+        ),
+        (
+            lambda: mog.empirical_table(numpy.zeros((3, 2))),
+            "mog.empirical_table: expected (n, 2) integer",
+        ),
+        (lambda: mog.entropy(numpy.ones((3, 3))), "mog.entropy: expected a (90, 90) float"),
+    ],
+)
 def test_bad_arguments_raise_value_errors_naming_the_function(call, message):
     with pytest.raises(ValueError) as error:
         call()

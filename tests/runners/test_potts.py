@@ -1,9 +1,11 @@
 """runners/potts.py: Potts energies, exact Boltzmann tables and the Metropolis-Hastings sampler."""
+
 import math
 
 import numpy
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runners import fullrank, potts
 
@@ -15,8 +17,12 @@ def all_states(L, q):
 
 def brute_force_energy(state, L, J):
     lattice = numpy.asarray(state).reshape(L, L)
-    equal_pairs = sum(int(lattice[row, col] == lattice[row + 1, col]) for row in range(L - 1) for col in range(L))
-    equal_pairs += sum(int(lattice[row, col] == lattice[row, col + 1]) for row in range(L) for col in range(L - 1))
+    equal_pairs = sum(
+        int(lattice[row, col] == lattice[row + 1, col]) for row in range(L - 1) for col in range(L)
+    )
+    equal_pairs += sum(
+        int(lattice[row, col] == lattice[row, col + 1]) for row in range(L) for col in range(L - 1)
+    )
     return -J * equal_pairs
 
 
@@ -31,7 +37,9 @@ def total_variation_tolerance(probs, n, failure_probability=1e-6):
 @pytest.mark.parametrize("J", [0.1, 0.5, -1.25])
 def test_energy_of_an_all_equal_lattice_is_minus_j_times_the_number_of_pairs(L, J):
     states = numpy.full((3, L * L), 2)
-    numpy.testing.assert_array_equal(potts.energy(states, L, J), numpy.full(3, -J * (2 * L * (L - 1))))
+    numpy.testing.assert_array_equal(
+        potts.energy(states, L, J), numpy.full(3, -J * (2 * L * (L - 1)))
+    )
 
 
 def test_energy_of_a_checkerboard_is_zero():
@@ -39,7 +47,7 @@ def test_energy_of_a_checkerboard_is_zero():
     assert potts.energy(checkerboard, 4, 0.5).tolist() == [0.0]
 
 
-@given(L=st.integers(1, 5), q=st.integers(2, 5), seed=st.integers(0, 2 ** 32 - 1))
+@given(L=st.integers(1, 5), q=st.integers(2, 5), seed=st.integers(0, 2**32 - 1))
 def test_energy_matches_a_site_by_site_count(L, q, seed):
     states = numpy.random.default_rng(seed).integers(0, q, size=(10, L * L))
     expected = [brute_force_energy(state, L, 0.5) for state in states]
@@ -103,23 +111,48 @@ def test_zero_steps_returns_the_uniform_start_and_states_stay_in_range():
 
 
 def test_sample_is_deterministic_under_a_seed():
-    numpy.testing.assert_array_equal(potts.sample(100, 3, 4, 0.5, steps=20, rng=5),
-                                     potts.sample(100, 3, 4, 0.5, steps=20, rng=numpy.random.default_rng(5)))
+    numpy.testing.assert_array_equal(
+        potts.sample(100, 3, 4, 0.5, steps=20, rng=5),
+        potts.sample(100, 3, 4, 0.5, steps=20, rng=numpy.random.default_rng(5)),
+    )
 
 
 def test_table2_rows_follow_the_papers_structure():
     assert [(row.num_states, row.dimension, row.coupling) for row in potts.TABLE2_ROWS] == [
-        (3, 9, 0.1), (3, 9, 0.5), (3, 16, 0.1), (3, 16, 0.5), (4, 9, 0.1), (4, 9, 0.5), (5, 9, 0.1), (5, 9, 0.5)]
+        (3, 9, 0.1),
+        (3, 9, 0.5),
+        (3, 16, 0.1),
+        (3, 16, 0.5),
+        (4, 9, 0.1),
+        (4, 9, 0.5),
+        (5, 9, 0.1),
+        (5, 9, 0.5),
+    ]
     assert all(row.autoregressive_flow <= row.autoregressive_base for row in potts.TABLE2_ROWS)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: potts.sample(5, 3, 1, 0.5, rng=0), "potts.sample: expected an integer q >= 2"),
-    (lambda: potts.sample(5, 3, 3, float("nan"), rng=0), "potts.sample: expected a finite real coupling J"),
-    (lambda: potts.sample(5, 3, 3, 0.5, steps=-1, rng=0), "potts.sample: expected a non-negative integer steps"),
-    (lambda: potts.energy(numpy.zeros((2, 8), int), 3, 0.5), "potts.energy: expected (n, 9) integer states"),
-    (lambda: potts.state_index(numpy.array([[0, 3]]), 3), "potts.state_index: expected states in [0, 3)"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: potts.sample(5, 3, 1, 0.5, rng=0), "potts.sample: expected an integer q >= 2"),
+        (
+            lambda: potts.sample(5, 3, 3, float("nan"), rng=0),
+            "potts.sample: expected a finite real coupling J",
+        ),
+        (
+            lambda: potts.sample(5, 3, 3, 0.5, steps=-1, rng=0),
+            "potts.sample: expected a non-negative integer steps",
+        ),
+        (
+            lambda: potts.energy(numpy.zeros((2, 8), int), 3, 0.5),
+            "potts.energy: expected (n, 9) integer states",
+        ),
+        (
+            lambda: potts.state_index(numpy.array([[0, 3]]), 3),
+            "potts.state_index: expected states in [0, 3)",
+        ),
+    ],
+)
 def test_bad_arguments_raise_value_errors_naming_the_function(call, message):
     with pytest.raises(ValueError) as error:
         call()

@@ -1,6 +1,7 @@
 """Every experiment trains, evaluates and samples on the strict stand-in device (npflows/strict_device.py)
 as on the host, with no host synchronisation inside a training step; two MPI ranks train and
 resume on it. What a first GPU run would otherwise find one crash at a time."""
+
 import collections
 import json
 import os
@@ -18,14 +19,68 @@ from tests.runners.test_charlm import _ptb_file
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {  # the runner tests' tiny sizes, 3 steps
     "mog": ["--hidden", "8", "--train-samples", "64", "--heldout-samples", "64"],
-    "fullrank": ["--dimension", "3", "--classes", "3", "--train-samples", "64", "--heldout-samples", "32",
-                 "--d-model", "8", "--heads", "2", "--d-ff", "8", "--flows", "2", "--model", "bipartite",
-                 "--confidence", "0.9"],  # the predictive gate (a boolean-mask assignment before)
-    "addition": ["--digits", "3", "--hidden", "8", "--flow-hidden", "8", "--train-examples", "64", "--eval-examples", "32"],
-    "potts": ["--states", "3", "--side", "3", "--coupling", "0.5", "--mh-steps", "20", "--train-examples", "96",
-              "--eval-examples", "64", "--hidden", "8", "--min-count", "1"],
+    "fullrank": [
+        "--dimension",
+        "3",
+        "--classes",
+        "3",
+        "--train-samples",
+        "64",
+        "--heldout-samples",
+        "32",
+        "--d-model",
+        "8",
+        "--heads",
+        "2",
+        "--d-ff",
+        "8",
+        "--flows",
+        "2",
+        "--model",
+        "bipartite",
+        "--confidence",
+        "0.9",
+    ],  # the predictive gate (a boolean-mask assignment before)
+    "addition": [
+        "--digits",
+        "3",
+        "--hidden",
+        "8",
+        "--flow-hidden",
+        "8",
+        "--train-examples",
+        "64",
+        "--eval-examples",
+        "32",
+    ],
+    "potts": [
+        "--states",
+        "3",
+        "--side",
+        "3",
+        "--coupling",
+        "0.5",
+        "--mh-steps",
+        "20",
+        "--train-examples",
+        "96",
+        "--eval-examples",
+        "64",
+        "--hidden",
+        "8",
+        "--min-count",
+        "1",
+    ],
     "charlm-flow": ["--model", "flow", "--network", "transformer", "--scale", "--heads", "2"],
-    "charlm-rank": ["--model", "flow", "--coupling", "rank", "--masks", "hierarchical", "--strided-networks"],
+    "charlm-rank": [
+        "--model",
+        "flow",
+        "--coupling",
+        "rank",
+        "--masks",
+        "hierarchical",
+        "--strided-networks",
+    ],
     "charlm-lstm": ["--model", "lstm"],
 }
 # host syncs a training step may make, by file: the loop's non-finite check reads grad[0] once
@@ -42,7 +97,17 @@ def ptb_file(tmp_path_factory):
 
 def _arguments(name, ptb_file):
     if name.startswith("charlm"):
-        return ["charlm", "--data", "ptb-dev", "--data-path", str(ptb_file), "--max-length", "40", *CHARLM_TINY, *TINY[name]]
+        return [
+            "charlm",
+            "--data",
+            "ptb-dev",
+            "--data-path",
+            str(ptb_file),
+            "--max-length",
+            "40",
+            *CHARLM_TINY,
+            *TINY[name],
+        ]
     return [name, *TINY[name]]
 
 
@@ -51,8 +116,27 @@ def _run(device, name, out, ptb_file, capsys):
     strict_device.counting()
     try:
         with strict_device.per_training_step() as steps:
-            assert cli.main(["--device", device, "train", *_arguments(name, ptb_file), "--steps", "3", "--batch-size", "8",
-                             "--dtype", "float64", "--log-every", "0", "--out", str(out)]) == 0
+            assert (
+                cli.main(
+                    [
+                        "--device",
+                        device,
+                        "train",
+                        *_arguments(name, ptb_file),
+                        "--steps",
+                        "3",
+                        "--batch-size",
+                        "8",
+                        "--dtype",
+                        "float64",
+                        "--log-every",
+                        "0",
+                        "--out",
+                        str(out),
+                    ]
+                )
+                == 0
+            )
         capsys.readouterr()
         checkpoint = str(out / "checkpoint.h5")
         assert cli.main(["--device", device, "evaluate", checkpoint]) == 0
@@ -63,12 +147,17 @@ def _run(device, name, out, ptb_file, capsys):
     finally:
         backend.set_device("cpu")
     result = json.loads((out / "result.json").read_text())
-    syncs = [collections.Counter({site.split(":")[0]: count for site, count in step.syncs.items()}) for step in steps]
+    syncs = [
+        collections.Counter({site.split(":")[0]: count for site, count in step.syncs.items()})
+        for step in steps
+    ]
     return result["eval"], evaluation, samples, syncs
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_train_evaluate_sample_on_the_stand_in_equal_the_host_with_no_sync_in_a_step(name, tmp_path, ptb_file, capsys):
+def test_train_evaluate_sample_on_the_stand_in_equal_the_host_with_no_sync_in_a_step(
+    name, tmp_path, ptb_file, capsys
+):
     strict = _run("strict", name, tmp_path / "strict", ptb_file, capsys)
     host = _run("cpu", name, tmp_path / "cpu", ptb_file, capsys)
     # NumPy runs underneath the stand-in, in float64 and the same order: every number agrees
@@ -82,16 +171,42 @@ def test_train_evaluate_sample_on_the_stand_in_equal_the_host_with_no_sync_in_a_
 
 def test_two_ranks_train_and_resume_on_the_stand_in_as_one_rank_on_the_host(tmp_path):
     mpiexec = Path(sys.executable).with_name("mpiexec")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("PMI", "OMPI", "PMIX", "MPI_"))}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PMI", "OMPI", "PMIX", "MPI_"))
+    }
     environment.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     # the tiny classifier: a constant learning rate, so 2 steps + 2 resumed ones are 4 steps
-    common = ["train", "tests.fixtures.tiny_experiment:TinyClassifier", "--batch-size", "8", "--dtype", "float64",
-              "--log-every", "2"]
+    common = [
+        "train",
+        "tests.fixtures.tiny_experiment:TinyClassifier",
+        "--batch-size",
+        "8",
+        "--dtype",
+        "float64",
+        "--log-every",
+        "2",
+    ]
 
     def train(launcher, device, out, steps, *extra):
-        command = [*launcher, sys.executable, "-m", "runners.cli", "--device", device, *common, "--steps", str(steps),
-                   "--out", str(out), *extra]
-        process = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+        command = [
+            *launcher,
+            sys.executable,
+            "-m",
+            "runners.cli",
+            "--device",
+            device,
+            *common,
+            "--steps",
+            str(steps),
+            "--out",
+            str(out),
+            *extra,
+        ]
+        process = subprocess.run(
+            command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+        )
         assert process.returncode == 0, process.stderr
         return json.loads((out / "result.json").read_text())
 
@@ -107,10 +222,34 @@ def test_two_ranks_train_and_resume_on_the_stand_in_as_one_rank_on_the_host(tmp_
 def test_reproduce_trains_and_restores_on_the_chosen_device(tmp_path, capsys):
     backend.set_device("strict")  # what NPFLOWS_DEVICE=strict (or --device strict) selects
     try:
-        assert cli.main(["reproduce", "figure2", "--steps", "2", "--batch-size", "8", "--train-samples", "32",
-                         "--heldout-samples", "32", "--set", "hidden=8", "--out", str(tmp_path)]) == 0
-        device_after = backend.device()  # restoring a variant's checkpoint on the cpu would switch the backend
+        assert (
+            cli.main(
+                [
+                    "reproduce",
+                    "figure2",
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "8",
+                    "--train-samples",
+                    "32",
+                    "--heldout-samples",
+                    "32",
+                    "--set",
+                    "hidden=8",
+                    "--out",
+                    str(tmp_path),
+                ]
+            )
+            == 0
+        )
+        device_after = (
+            backend.device()
+        )  # restoring a variant's checkpoint on the cpu would switch the backend
     finally:
         backend.set_device("cpu")
-    devices = {path.parent.name: json.loads(path.read_text())["device"] for path in tmp_path.glob("*/config.json")}
+    devices = {
+        path.parent.name: json.loads(path.read_text())["device"]
+        for path in tmp_path.glob("*/config.json")
+    }
     assert len(devices) == 2 and set(devices.values()) == {"strict"} and device_after == "strict"
