@@ -83,7 +83,7 @@ def main(argv=None):
 
     import layers
     from npflows import backend, checkpoint, train
-    from runners import charlm, registry
+    from runners import charlm, charlm_flows, lstm_language_model, registry
 
     backend.set_default_dtype("float32")
     rng = numpy.random.default_rng(0)
@@ -107,7 +107,7 @@ def main(argv=None):
     if args.flow_checkpoint:
         models["a"], notes["a"] = restore(args.flow_checkpoint)
     else:
-        models["a"] = charlm.build_flow_model(args.K, args.length, options, rng).eval()
+        models["a"] = charlm_flows.build_flow_model(args.K, args.length, options, rng).eval()
         notes["a"] = (
             f"{args.flows} flows, BiLSTM embedding {args.lstm_embedding}, hidden {args.lstm_hidden} per direction"
         )
@@ -121,7 +121,7 @@ def main(argv=None):
             filter=args.tf_filter,
             heads=args.tf_heads,
         )
-        models["b"] = charlm.build_flow_model(args.K, args.length, options, rng).eval()
+        models["b"] = charlm_flows.build_flow_model(args.K, args.length, options, rng).eval()
         notes["b"] = (
             f"{args.flows} flows, Transformer {args.tf_layers} layers, {args.tf_width} wide, "
             f"filter {args.tf_filter}, {args.tf_heads} heads"
@@ -129,7 +129,7 @@ def main(argv=None):
     if args.lstm_checkpoint:
         models["c"], notes["c"] = restore(args.lstm_checkpoint)
     else:
-        models["c"] = charlm.LSTMLanguageModel(
+        models["c"] = lstm_language_model.LSTMLanguageModel(
             args.K, args.ar_embedding, args.ar_hidden, args.ar_layers, rng=rng
         ).eval()
         notes["c"] = (

@@ -41,6 +41,7 @@ from npflows.nn import log_softmax
 
 from . import charlm
 from .compress_layouts import CompressionError, Sequences, TextChunks, TextRows
+from .lstm_language_model import LSTMLanguageModel
 
 MAGIC, FORMAT, VERSION = b"NPFLOWSZ", "npflows-compressed", 1
 _PREFIX = struct.Struct("<8sI32s")  # magic, header length, sha256 of the header
@@ -127,7 +128,7 @@ def _factorized_table(base, rows):
 
 
 def _encode_batch(model, layout, tokens, lengths, coder):
-    if isinstance(model, charlm.LSTMLanguageModel):
+    if isinstance(model, LSTMLanguageModel):
         model.sequential(
             len(tokens),
             layout.length,
@@ -144,7 +145,7 @@ def _encode_batch(model, layout, tokens, lengths, coder):
 
 def _decode_batch(model, layout, lengths, coder):
     rows = len(lengths)
-    if isinstance(model, charlm.LSTMLanguageModel):
+    if isinstance(model, LSTMLanguageModel):
         ids = backend.to_numpy(
             model.sequential(
                 rows, layout.length, _sequential_choose(coder, layout, lengths), layout.stop_id
@@ -189,7 +190,7 @@ def decode_rows(model, layout, rows, extra, batch_size, words):
 
 
 def _check_model(model):
-    if isinstance(model, charlm.LSTMLanguageModel):
+    if isinstance(model, LSTMLanguageModel):
         return
     if not isinstance(model, layers.FlowModel) or not isinstance(
         model.base, (layers.FactorizedCategorical, layers.AutoregressiveCategorical)

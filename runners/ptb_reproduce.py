@@ -18,7 +18,7 @@ import time
 
 from npflows import train
 
-from . import charlm, reproduce
+from . import charlm, charlm_plots, reproduce
 
 _FLOW = {
     "model": "flow",
@@ -171,7 +171,9 @@ def reproduce_ptb(options):
                 f"- {name} - factorised base alone = {bpc[name] - bpc['factorized']:+.3f} bpc."
             )
     figure = os.path.join(out, "ptb_bpc.png")
-    charlm.plot_bpc_curves(figure, {titles[name]: os.path.join(out, name) for name in results})
+    charlm_plots.plot_bpc_curves(
+        figure, {titles[name]: os.path.join(out, name) for name in results}
+    )
     columns = [
         ("factorised optimum", "factorized_optimum_bpc"),
         ("parameters", "parameters"),

@@ -15,7 +15,7 @@ import pytest
 
 import layers
 from npflows import distributed, gradcheck
-from runners import chardata, charlm
+from runners import chardata, charlm, charlm_flows, charlm_plots
 from tests.runners.run_files import (
     capture_plotted_lines,
 )  # the package path: benchmarks/gpu_check.sh imports this file outside pytest
@@ -307,7 +307,7 @@ def test_a_dataset_without_its_path_is_a_clear_error(tmp_path):
 
 
 def test_hierarchical_masks_transform_odd_then_2_mod_4_then_4_mod_8():
-    masks = charlm.flow_masks(4, 8, "hierarchical")
+    masks = charlm_flows.flow_masks(4, 8, "hierarchical")
     transformed = [numpy.flatnonzero(1 - mask).tolist() for mask in masks]
     assert transformed == [
         [1, 3, 5, 7],
@@ -315,7 +315,7 @@ def test_hierarchical_masks_transform_odd_then_2_mod_4_then_4_mod_8():
         [4],
         [1, 3, 5, 7],
     ]  # 3 levels for length 8, then again
-    assert charlm.flow_masks(3, 8, "alternate") == ["even", "odd", "even"]
+    assert charlm_flows.flow_masks(3, 8, "alternate") == ["even", "odd", "even"]
 
 
 def test_bidirectional_network_gradients_match_finite_differences():
@@ -507,7 +507,7 @@ def test_bpc_curves_plot_one_line_per_run_and_held_out_split(tmp_path, monkeypat
         (tmp_path / name / "metrics.jsonl").write_text(
             "".join(json.dumps(row) + "\n" for row in rows)
         )
-    charlm.plot_bpc_curves(
+    charlm_plots.plot_bpc_curves(
         tmp_path / "curves.png",
         {"flow": str(tmp_path / "two_splits"), "lstm": str(tmp_path / "one_split")},
     )
@@ -528,7 +528,7 @@ def test_bpc_against_flows_plot_reads_each_runs_final_bpc(tmp_path, monkeypatch)
         )
         runs[flows] = str(directory)
     plotted = capture_plotted_lines(monkeypatch)
-    charlm.plot_bpc_against_flows(tmp_path / "flows.png", runs)
+    charlm_plots.plot_bpc_against_flows(tmp_path / "flows.png", runs)
     assert (tmp_path / "flows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [line[1:] for line in plotted] == [
         ([1, 4], [3.8, 3.3])
@@ -537,4 +537,4 @@ def test_bpc_against_flows_plot_reads_each_runs_final_bpc(tmp_path, monkeypatch)
         json.dumps({"eval": {"heldout_factorized_optimum_bpc": 5.5}})
     )
     with pytest.raises(ValueError, match="f4/result.json has no held-out bpc"):
-        charlm.plot_bpc_against_flows(tmp_path / "bad.png", runs)
+        charlm_plots.plot_bpc_against_flows(tmp_path / "bad.png", runs)

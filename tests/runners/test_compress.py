@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 import layers
 from runners import compress
 from runners.chardata import EOS, PAD, CharDataset
-from runners.charlm import LSTMLanguageModel
 from runners.compress_layouts import CompressionError, Sequences, TextChunks, TextRows
 from runners.fullrank_experiment import FullRank
+from runners.lstm_language_model import LSTMLanguageModel
 from runners.potts import PottsExperiment
 
 HIDDEN = 6
