@@ -10,9 +10,9 @@ from .onehot import (
     IDS,
     ONE_HOT,
     as_one_hot,
-    backward_needs_one_hot,
     one_hot_of_valid_ids,
     parameter_dtype,
+    require_one_hot_for_backward,
     shift_right,
     shift_right_backward,
     to_ids,
@@ -73,10 +73,10 @@ class DiscreteAutoregressiveFlow(Module):
     # -- data -> base ---------------------------------------------------------------------------
     def reverse(self, y):
         """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation (one parallel pass)."""
-        kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
-        if kind == IDS:
+        representation, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
+        if representation == IDS:
             x = self.transform.reverse_ids(y, self._logits(y_one_hot))
-            self._saved = IDS
+            self._saved = (IDS, None)  # the one-hot route's shape, nothing to differentiate
             return x
         return self._reverse_one_hot(y_one_hot, exact=True)
 
@@ -89,9 +89,9 @@ class DiscreteAutoregressiveFlow(Module):
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-autoregressive-flow, eqs. (AR1)-(AR2)
-        saved = self._take_saved()
-        backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
-        expect_grad_shape(self, grad_x, saved[1])
+        representation, shape = self._take_saved()
+        require_one_hot_for_backward(self._name, representation)
+        expect_grad_shape(self, grad_x, shape)
         grad_y, grad_logits = self.transform.backward(grad_x)
         grad_shifted = self.network.backward(grad_logits)
         return grad_y + shift_right_backward(grad_shifted)
@@ -104,8 +104,8 @@ class DiscreteAutoregressiveFlow(Module):
         reverse/backward pair.
         """
         dtype = parameter_dtype(self.network)
-        kind, _ = as_one_hot(self._name, x, self.K, dtype)
-        x_ids = x if kind == IDS else to_ids(x)
+        representation, _ = as_one_hot(self._name, x, self.K, dtype)
+        x_ids = x if representation == IDS else to_ids(x)
         xp = backend.array_module(x_ids)
         batch, length = x_ids.shape
         y_ids = xp.zeros((batch, length), dtype=xp.int64)
@@ -122,4 +122,4 @@ class DiscreteAutoregressiveFlow(Module):
                 logits = self._logits(one_hot_of_valid_ids(y_ids, self.K, dtype))[:, position]
             y_ids[:, position] = self.transform.forward_ids(x_ids[:, position], logits)
             previous = one_hot_of_valid_ids(y_ids[:, position], self.K, dtype)
-        return y_ids if kind == IDS else one_hot_of_valid_ids(y_ids, self.K, x.dtype)
+        return y_ids if representation == IDS else one_hot_of_valid_ids(y_ids, self.K, x.dtype)

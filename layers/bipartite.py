@@ -7,7 +7,7 @@ from npflows.module import Module
 from npflows.nn.checks import expect_grad_shape
 
 from .location_scale import LocationScale
-from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, parameter_dtype
+from .onehot import IDS, ONE_HOT, as_one_hot, parameter_dtype, require_one_hot_for_backward
 
 MASKS = ("even", "odd", "left", "right")
 
@@ -99,12 +99,12 @@ class DiscreteBipartiteFlow(Module):
     # -- data -> base ---------------------------------------------------------------------------
     def reverse(self, y):
         """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation."""
-        kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
-        if kind == ONE_HOT:
+        representation, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
+        if representation == ONE_HOT:
             return self._reverse_one_hot(y_one_hot, exact=True)
         keep = self._keep(y, y_one_hot.dtype)
         x = self.transform.reverse_ids(y, self._logits(y_one_hot * keep))
-        self._saved = IDS
+        self._saved = (IDS, None, None)  # the one-hot route's shape, nothing to differentiate
         return backend.array_module(y).where(keep[:, 0] > 0, y, x)
 
     def _reverse_one_hot(self, y, exact=False):
@@ -117,9 +117,8 @@ class DiscreteBipartiteFlow(Module):
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-bipartite-flow, eqs. (BP1)-(BP2)
-        saved = self._take_saved()
-        backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
-        _, keep, shape = saved
+        representation, keep, shape = self._take_saved()
+        require_one_hot_for_backward(self._name, representation)
         expect_grad_shape(self, grad_x, shape)
         grad_y_transformed, grad_logits = self.transform.backward((1 - keep) * grad_x)
         grad_conditioning = self.network.backward(grad_logits)
@@ -128,10 +127,10 @@ class DiscreteBipartiteFlow(Module):
     # -- base -> data ---------------------------------------------------------------------------
     def forward(self, x):
         """x: (B, D) ids or (B, D, K) one-hot -> y in the same representation. Keeps no state."""
-        kind, x_one_hot = as_one_hot(self._name, x, self.K, parameter_dtype(self.network))
+        representation, x_one_hot = as_one_hot(self._name, x, self.K, parameter_dtype(self.network))
         keep = self._keep(x, x_one_hot.dtype)
         logits = self._logits(x_one_hot * keep)  # kept positions are equal on both sides
-        if kind == IDS:
+        if representation == IDS:
             return backend.array_module(x).where(
                 keep[:, 0] > 0, x, self.transform.forward_ids(x, logits)
             )
