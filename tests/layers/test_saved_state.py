@@ -74,7 +74,7 @@ def _saved_shapes(model):
 
 @pytest.mark.parametrize("base", ["factorized", "autoregressive"])
 @pytest.mark.parametrize("kind", ["autoregressive-mlp", "bipartite-mlp"])
-def test_each_module_saves_one_shape_on_the_ids_and_the_one_hot_route(kind, base):
+def test_each_module_saves_one_shape_on_either_route_and_refuses_backward_after_ids(kind, base):
     model = layers.FlowModel([build_flow(kind, 5, 4, True, "even", 0)], build_base(base, 5, 4, 0))
     ids = random_ids(0, 3, 4, 5)
     model.log_prob(layers.one_hot(ids, 5, F64))
@@ -84,3 +84,7 @@ def test_each_module_saves_one_shape_on_the_ids_and_the_one_hot_route(kind, base
     assert ids_shapes  # the ids route saves its marker (backward after it must refuse)
     for index, shape in ids_shapes.items():
         assert one_hot_shapes[index] == shape, f"module {index}"
+    for module, grad in [(model, numpy.ones(3)), (model.flows[0], numpy.ones((3, 4, 5)))]:
+        owner = type(module.base if module is model else module).__name__
+        with pytest.raises(RuntimeError, match=f"^{owner}: backward follows a pass on one-hot"):
+            module.backward(grad)
