@@ -33,9 +33,9 @@ from .networks import (
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
+from .prefix_table import PrefixTable
 from .rank import RankBipartiteFlow, RankTransform
 from .straight_through import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
-from .table import PrefixTable
 
 __all__ = [
     "DiscreteAutoregressiveFlow",

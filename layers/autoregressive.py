@@ -1,16 +1,13 @@
 """Discrete autoregressive flow (paper sec. 3.2): y_d = (mu_d + sigma_d x_d) mod K, (mu_d, sigma_d) from y_{<d}."""
 
 from npflows import backend
-from npflows.module import Module
-from npflows.nn.checks import expect_grad_shape
 
 from .causality import check_causal, require_declared_causal
-from .location_scale import LocationScale
+from .network_flow import NetworkFlow
 from .onehot import (
     IDS,
     ONE_HOT,
     as_one_hot,
-    backward_needs_one_hot,
     one_hot_of_valid_ids,
     parameter_dtype,
     shift_right,
@@ -26,7 +23,7 @@ def has_incremental(network):
     )
 
 
-class DiscreteAutoregressiveFlow(Module):
+class DiscreteAutoregressiveFlow(NetworkFlow):
     """Discrete autoregressive flow over (B, D) ids or (B, D, K) one-hot sequences.
 
     Directions: `forward(x)` maps base -> data (sampling; sequential over the D positions);
@@ -45,40 +42,26 @@ class DiscreteAutoregressiveFlow(Module):
     """
 
     def __init__(self, network, K, scale=False, temperature=0.1):
-        if not isinstance(network, Module):
-            raise ValueError(
-                f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}"
-            )
+        super().__init__(network, K, scale, temperature)
         require_declared_causal(type(self).__name__, network)
-        self.network, self._probed = network, False
-        self.K, self.scale, self.temperature = int(K), bool(scale), temperature
-        self.transform = LocationScale(K, scale, temperature, owner=type(self).__name__)
-
-    @property
-    def _name(self):
-        return type(self).__name__
+        self._probed = False
 
     def _probe_once(self, shifted):
         if not self._probed:
             check_causal(self.network, shifted, owner=self._name)
             self._probed = True
 
-    def _logits(self, y_one_hot):
+    def _network_input(self, y_one_hot):
+        """y shifted right: the network's output at d then sees y_{<d} only."""
         shifted = shift_right(y_one_hot)
         self._probe_once(shifted)
-        logits = self.network.forward(shifted)
-        self.transform.check_logits(logits, y_one_hot.shape[:2])
-        return logits
+        return shifted
 
-    # -- data -> base ---------------------------------------------------------------------------
-    def reverse(self, y):
-        """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation (one parallel pass)."""
-        kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
-        if kind == IDS:
-            x = self.transform.reverse_ids(y, self._logits(y_one_hot))
-            self._saved = IDS
-            return x
-        return self._reverse_one_hot(y_one_hot, exact=True)
+    # -- data -> base (NetworkFlow.reverse: one parallel pass) ----------------------------------
+    def _reverse_ids(self, y, y_one_hot):
+        x = self.transform.reverse_ids(y, self._logits(y_one_hot))
+        self._saved = (IDS, None)  # the one-hot route's shape, nothing to differentiate
+        return x
 
     def _reverse_one_hot(self, y, exact=False):
         """The training pass, unvalidated (the audit perturbs y off the one-hot set); exact:
@@ -89,9 +72,7 @@ class DiscreteAutoregressiveFlow(Module):
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-autoregressive-flow, eqs. (AR1)-(AR2)
-        saved = self._take_saved()
-        backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
-        expect_grad_shape(self, grad_x, saved[1])
+        self._take_one_hot_saved(grad_x)
         grad_y, grad_logits = self.transform.backward(grad_x)
         grad_shifted = self.network.backward(grad_logits)
         return grad_y + shift_right_backward(grad_shifted)
@@ -104,8 +85,8 @@ class DiscreteAutoregressiveFlow(Module):
         reverse/backward pair.
         """
         dtype = parameter_dtype(self.network)
-        kind, _ = as_one_hot(self._name, x, self.K, dtype)
-        x_ids = x if kind == IDS else to_ids(x)
+        representation, _ = as_one_hot(self._name, x, self.K, dtype)
+        x_ids = x if representation == IDS else to_ids(x)
         xp = backend.array_module(x_ids)
         batch, length = x_ids.shape
         y_ids = xp.zeros((batch, length), dtype=xp.int64)
@@ -122,4 +103,4 @@ class DiscreteAutoregressiveFlow(Module):
                 logits = self._logits(one_hot_of_valid_ids(y_ids, self.K, dtype))[:, position]
             y_ids[:, position] = self.transform.forward_ids(x_ids[:, position], logits)
             previous = one_hot_of_valid_ids(y_ids[:, position], self.K, dtype)
-        return y_ids if kind == IDS else one_hot_of_valid_ids(y_ids, self.K, x.dtype)
+        return y_ids if representation == IDS else one_hot_of_valid_ids(y_ids, self.K, x.dtype)

@@ -17,10 +17,10 @@ from .onehot import (
     IDS,
     ONE_HOT,
     as_one_hot,
-    backward_needs_one_hot,
     check_sample_count,
     one_hot_of_valid_ids,
     parameter_dtype,
+    require_one_hot_for_backward,
     shift_right,
     shift_right_backward,
 )
@@ -59,10 +59,12 @@ class FactorizedCategorical(Module):
             self.logits = init.constant((self.length, self.K), 0.0, dtype)
 
     def log_prob(self, x, context=None):
-        kind, x_one_hot = as_one_hot(type(self).__name__, x, self.K, self.logits.data.dtype)
+        representation, x_one_hot = as_one_hot(
+            type(self).__name__, x, self.K, self.logits.data.dtype
+        )
         log_probs = self._log_prob_one_hot(x_one_hot, context)
-        if kind == IDS:
-            self._saved = IDS
+        if representation == IDS:  # the one-hot route's shape, nothing to differentiate
+            self._saved = (IDS, None, None)
         return log_probs
 
     def _log_prob_one_hot(self, x, context=None):
@@ -81,8 +83,8 @@ class FactorizedCategorical(Module):
 
     def backward(self, grad_log_prob):
         # docs/gradients.md#factorized-categorical, eqs. (FC1)-(FC2)
-        saved = self._take_saved()
-        _, x, log_table = backward_needs_one_hot(type(self).__name__, saved)
+        representation, x, log_table = self._take_saved()
+        require_one_hot_for_backward(type(self).__name__, representation)
         expect_grad_shape(self, grad_log_prob, x.shape[:1])
         xp = backend.array_module(x)
         upstream = grad_log_prob[:, None, None]
@@ -148,10 +150,12 @@ class AutoregressiveCategorical(Module):
         return logits
 
     def log_prob(self, x, context=None):
-        kind, x_one_hot = as_one_hot(type(self).__name__, x, self.K, parameter_dtype(self.network))
+        representation, x_one_hot = as_one_hot(
+            type(self).__name__, x, self.K, parameter_dtype(self.network)
+        )
         log_probs = self._log_prob_one_hot(x_one_hot, context)
-        if kind == IDS:
-            self._saved = IDS
+        if representation == IDS:  # the one-hot route's shape, nothing to differentiate
+            self._saved = (IDS, None, None, None)
         return log_probs
 
     def _log_prob_one_hot(self, x, context=None):
@@ -162,8 +166,8 @@ class AutoregressiveCategorical(Module):
 
     def backward(self, grad_log_prob):
         # docs/gradients.md#autoregressive-categorical, eqs. (AC1)-(AC3)
-        saved = self._take_saved()
-        _, x, log_conditionals, has_context = backward_needs_one_hot(type(self).__name__, saved)
+        representation, x, log_conditionals, has_context = self._take_saved()
+        require_one_hot_for_backward(type(self).__name__, representation)
         expect_grad_shape(self, grad_log_prob, x.shape[:1])
         xp = backend.array_module(x)
         upstream = grad_log_prob[:, None, None]

@@ -3,11 +3,9 @@
 import numpy
 
 from npflows import backend
-from npflows.module import Module
-from npflows.nn.checks import expect_grad_shape
 
-from .location_scale import LocationScale
-from .onehot import IDS, ONE_HOT, as_one_hot, backward_needs_one_hot, parameter_dtype
+from .network_flow import NetworkFlow
+from .onehot import IDS, ONE_HOT, as_one_hot, parameter_dtype
 
 MASKS = ("even", "odd", "left", "right")
 
@@ -39,7 +37,7 @@ def kept_positions(mask, length, owner="DiscreteBipartiteFlow"):
     return keep.astype(bool)
 
 
-class DiscreteBipartiteFlow(Module):
+class DiscreteBipartiteFlow(NetworkFlow):
     """Discrete bipartite flow over (B, D) ids or (B, D, K) one-hot sequences.
 
     Directions: `forward(x)` maps base -> data (sampling), `reverse(y)` maps data -> base
@@ -56,10 +54,7 @@ class DiscreteBipartiteFlow(Module):
     """
 
     def __init__(self, network, K, mask, scale=False, temperature=0.1):
-        if not isinstance(network, Module):
-            raise ValueError(
-                f"{type(self).__name__}: expected an npflows Module as network, got {type(network).__name__}"
-            )
+        super().__init__(network, K, scale, temperature)
         if isinstance(mask, str) and mask not in MASKS:
             raise ValueError(
                 f"{type(self).__name__}: expected mask in {MASKS} or a 0/1 array, got {mask!r}"
@@ -73,13 +68,7 @@ class DiscreteBipartiteFlow(Module):
                     f"{type(self).__name__}: expected a 1-d 0/1 mask, got shape {shape}"
                 )
             kept_positions(mask, shape[0], type(self).__name__)
-        self.network, self.mask = network, mask
-        self.K, self.scale, self.temperature = int(K), bool(scale), temperature
-        self.transform = LocationScale(K, scale, temperature, owner=type(self).__name__)
-
-    @property
-    def _name(self):
-        return type(self).__name__
+        self.mask = mask
 
     def _keep(self, x, dtype):
         """(D, 1) keep-mask in `dtype` on the device of x (1 = kept fixed), cached per length."""
@@ -91,36 +80,28 @@ class DiscreteBipartiteFlow(Module):
             cache[key] = xp.asarray(keep.astype(dtype))[:, None]
         return cache[key]
 
-    def _logits(self, conditioning):
-        logits = self.network.forward(conditioning)
-        self.transform.check_logits(logits, conditioning.shape[:2])
-        return logits
+    def _network_input(self, y_one_hot):
+        """The kept positions of y, the others zeroed: equal on both sides of the flow."""
+        return y_one_hot * self._keep(y_one_hot, y_one_hot.dtype)
 
-    # -- data -> base ---------------------------------------------------------------------------
-    def reverse(self, y):
-        """y: (B, D) ids or (B, D, K) one-hot -> x in the same representation."""
-        kind, y_one_hot = as_one_hot(self._name, y, self.K, parameter_dtype(self.network))
-        if kind == ONE_HOT:
-            return self._reverse_one_hot(y_one_hot, exact=True)
+    # -- data -> base (NetworkFlow.reverse) -----------------------------------------------------
+    def _reverse_ids(self, y, y_one_hot):
         keep = self._keep(y, y_one_hot.dtype)
-        x = self.transform.reverse_ids(y, self._logits(y_one_hot * keep))
-        self._saved = IDS
+        x = self.transform.reverse_ids(y, self._logits(y_one_hot))
+        self._saved = (IDS, None, None)  # the one-hot route's shape, nothing to differentiate
         return backend.array_module(y).where(keep[:, 0] > 0, y, x)
 
     def _reverse_one_hot(self, y, exact=False):
         """The training pass, unvalidated (the audit perturbs y off the one-hot set); exact:
         y was validated as one-hot (LocationScale.reverse then needs no host sync)."""
         keep = self._keep(y, y.dtype)
-        transformed = self.transform.reverse(y, self._logits(y * keep), exact)
+        transformed = self.transform.reverse(y, self._logits(y), exact)
         self._saved = (ONE_HOT, keep, y.shape)
         return keep * y + (1 - keep) * transformed
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-bipartite-flow, eqs. (BP1)-(BP2)
-        saved = self._take_saved()
-        backward_needs_one_hot(self._name, saved if saved == IDS else saved[0])
-        _, keep, shape = saved
-        expect_grad_shape(self, grad_x, shape)
+        (keep,) = self._take_one_hot_saved(grad_x)
         grad_y_transformed, grad_logits = self.transform.backward((1 - keep) * grad_x)
         grad_conditioning = self.network.backward(grad_logits)
         return keep * grad_x + grad_y_transformed + keep * grad_conditioning
@@ -128,10 +109,10 @@ class DiscreteBipartiteFlow(Module):
     # -- base -> data ---------------------------------------------------------------------------
     def forward(self, x):
         """x: (B, D) ids or (B, D, K) one-hot -> y in the same representation. Keeps no state."""
-        kind, x_one_hot = as_one_hot(self._name, x, self.K, parameter_dtype(self.network))
+        representation, x_one_hot = as_one_hot(self._name, x, self.K, parameter_dtype(self.network))
         keep = self._keep(x, x_one_hot.dtype)
-        logits = self._logits(x_one_hot * keep)  # kept positions are equal on both sides
-        if kind == IDS:
+        logits = self._logits(x_one_hot)  # kept positions are equal on both sides
+        if representation == IDS:
             return backend.array_module(x).where(
                 keep[:, 0] > 0, x, self.transform.forward_ids(x, logits)
             )

@@ -39,9 +39,9 @@ from .networks import (
 from .onehot import one_hot, shift_right
 from .permute import Permute, Reverse
 from .predictive import PredictiveNetwork
+from .prefix_table import PrefixTable
 from .rank import RankBipartiteFlow
 from .straight_through import LinearisedArgmax, SoftmaxTemperature
-from .table import PrefixTable
 
 F64 = numpy.float64
 SOME_K = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12)  # primes and composites (composites mask scales)

@@ -16,10 +16,11 @@ from .modular import (
     OneHotScale,
     OneHotShift,
     exact_one_hot_ids,
-    inverse_table,
     invertible_mask,
+    mod_forward,
+    mod_reverse,
+    permutation_index,
     scale_logit_mask,
-    table,
     weighted_permutation,
 )
 from .straight_through import OneHotArgmax
@@ -108,12 +109,13 @@ class LocationScale(Module):
             mask = invertible_mask(self.K, xp).astype(x.dtype)
             scale_ids = xp.argmax(scale_logits, axis=-1)
             x = weighted_permutation(
-                x, None, table("scale_forward", self.K, xp), mask, w_ids=scale_ids
+                x, None, permutation_index("scale_forward", self.K, xp), mask, w_ids=scale_ids
             )
         loc_ids = xp.argmax(loc_logits, axis=-1)
-        return weighted_permutation(x, None, table("shift_forward", self.K, xp), w_ids=loc_ids)
+        shift = permutation_index("shift_forward", self.K, xp)
+        return weighted_permutation(x, None, shift, w_ids=loc_ids)
 
-    # -- integer ids, both directions -------------------------------------------------------
+    # -- integer ids, both directions: modular.mod_reverse / mod_forward -------------------
     def _loc_scale_ids(self, logits):
         xp = backend.array_module(logits)
         loc_logits, scale_logits = self._split(logits)
@@ -123,12 +125,10 @@ class LocationScale(Module):
     def reverse_ids(self, y, logits):
         """y: (...) ids, logits: (..., out) -> x = scale^{-1} (y - loc) mod K."""
         loc, scale = self._loc_scale_ids(logits)
-        difference = (y - loc) % self.K
-        if scale is None:
-            return difference
-        return (inverse_table(self.K, backend.array_module(y))[scale] * difference) % self.K
+        # the scale is an argmax over masked logits: invertible by construction
+        return mod_reverse(y, loc, scale, self.K, scale_is_invertible=True)
 
     def forward_ids(self, x, logits):
         """x: (...) ids, logits: (..., out) -> y = (loc + scale x) mod K."""
         loc, scale = self._loc_scale_ids(logits)
-        return (loc + (x if scale is None else scale * x)) % self.K
+        return mod_forward(x, loc, scale, self.K, scale_is_invertible=True)

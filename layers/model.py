@@ -2,7 +2,7 @@
 
 from npflows.module import Module
 
-from .onehot import ONE_HOT, check_sample_count, parameter_dtype, representation
+from .onehot import ONE_HOT, check_representation, check_sample_count, parameter_dtype
 
 
 class FlowModel(Module):
@@ -45,8 +45,10 @@ class FlowModel(Module):
 
     def log_prob(self, y, context=None):
         """y: (B, D) ids or (B, D, K) one-hot -> (B,) log-probabilities (exact: flows are bijections)."""
-        kind = representation("FlowModel", y, self.K) if self.K is not None else None
-        if kind == ONE_HOT:
+        representation = (
+            check_representation("FlowModel", y, self.K) if self.K is not None else None
+        )
+        if representation == ONE_HOT:
             dtype = parameter_dtype(self)
             if y.dtype != dtype:
                 raise ValueError(

@@ -73,24 +73,38 @@ def _host_tables(K):
 
 
 _device_tables = {}
+PERMUTATIONS = tuple(
+    f"{operation}_{direction}{transposed}"
+    for operation in ("shift", "scale")
+    for direction in ("forward", "reverse")
+    for transposed in ("", "_T")
+)
 
 
-def table(name, K, xp=numpy):
-    """A cached table for K on the array module xp (moved to the device once)."""
+def _device_table(name, K, xp):
+    """The host table `name` for K on the array module xp (moved to the device once)."""
     key = (name, int(K), xp.__name__)
     if key not in _device_tables:
         _device_tables[key] = xp.asarray(_host_tables(K)[name])
     return _device_tables[key]
 
 
+def permutation_index(name, K, xp=numpy):
+    """index[k, s] (K, K) of the weighted permutation `name` (one of PERMUTATIONS: operation
+    'shift' or 'scale', direction, '_T' for the transpose); column s permutes by the value s."""
+    if name not in PERMUTATIONS:
+        raise ValueError(f"permutation_index: expected a name in {PERMUTATIONS}, got {name!r}")
+    return _device_table(name, K, xp)
+
+
 def inverse_table(K, xp=numpy):
     """inverse[s] = s^{-1} mod K where gcd(s, K) = 1, else 0."""
-    return table("inverse", K, xp)
+    return _device_table("inverse", K, xp)
 
 
 def invertible_mask(K, xp=numpy):
     """Boolean (K,): True where the scale value s is invertible mod K (s = 0 never is)."""
-    return table("invertible", K, xp)
+    return _device_table("invertible", K, xp)
 
 
 def scale_logit_mask(K, dtype, xp=numpy):
@@ -108,19 +122,25 @@ def _check_scale(layer, scale, K):
         )
 
 
-def mod_forward(x, loc, scale, K):
-    """y = (loc + scale * x) mod K on integer arrays (scale may be None: scale 1)."""
+def mod_forward(x, loc, scale, K, scale_is_invertible=False):
+    """y = (loc + scale * x) mod K on integer arrays (scale may be None: scale 1).
+
+    scale_is_invertible: the caller chose every scale among the invertible values (a masked
+    argmax, as LocationScale does), so the check, a host sync on a device, is skipped."""
     if scale is None:
         return (loc + x) % K
-    _check_scale("mod_forward", scale, K)
+    if not scale_is_invertible:
+        _check_scale("mod_forward", scale, K)
     return (loc + scale * x) % K
 
 
-def mod_reverse(y, loc, scale, K):
-    """x = scale^{-1} (y - loc) mod K on integer arrays; inverts mod_forward exactly."""
+def mod_reverse(y, loc, scale, K, scale_is_invertible=False):
+    """x = scale^{-1} (y - loc) mod K on integer arrays; inverts mod_forward exactly.
+    scale_is_invertible: as in mod_forward."""
     if scale is None:
         return (y - loc) % K
-    _check_scale("mod_reverse", scale, K)
+    if not scale_is_invertible:
+        _check_scale("mod_reverse", scale, K)
     xp = backend.array_module(y)
     return (inverse_table(K, xp)[scale % K] * (y - loc)) % K
 
@@ -186,7 +206,7 @@ def weighted_permutation_backward(
 class _OneHotMap(Module):
     """Shared code of OneHotShift and OneHotScale: v: (..., K), w: (..., K) -> out: (..., K)."""
 
-    kind = None
+    operation = None  # "shift" or "scale": which family of permutation tables
 
     def __init__(self, K, direction):
         if direction not in DIRECTIONS:
@@ -197,11 +217,15 @@ class _OneHotMap(Module):
         self.K, self.direction = int(K), direction
 
     def _tables(self, xp):
-        name = f"{self.kind}_{self.direction}"
+        name = f"{self.operation}_{self.direction}"
         mask = None
-        if self.kind == "scale":
+        if self.operation == "scale":
             mask = invertible_mask(self.K, xp)
-        return table(name, self.K, xp), table(name + "_T", self.K, xp), mask
+        return (
+            permutation_index(name, self.K, xp),
+            permutation_index(name + "_T", self.K, xp),
+            mask,
+        )
 
     def forward(self, v, w, v_ids=DETECT, w_ids=DETECT):
         """v_ids, w_ids: the operands' ids when the caller knows them to be exactly one-hot
@@ -243,7 +267,7 @@ class OneHotShift(_OneHotMap):
     v: (..., K), w: (..., K) -> (..., K).
     """
 
-    kind = "shift"
+    operation = "shift"
 
 
 class OneHotScale(_OneHotMap):
@@ -255,4 +279,4 @@ class OneHotScale(_OneHotMap):
     v: (..., K), w: (..., K) -> (..., K).
     """
 
-    kind = "scale"
+    operation = "scale"

@@ -68,7 +68,7 @@ def check_one_hot(layer, x, K):
     )
 
 
-def representation(layer, x, K):
+def check_representation(layer, x, K):
     """Validate `x` as ids (B, D) or one-hot (B, D, K), B >= 1; return IDS or ONE_HOT."""
     if not hasattr(x, "dtype"):
         raise ValueError(
@@ -76,10 +76,10 @@ def representation(layer, x, K):
         )
     if is_ids(x):
         check_ids(layer, x, K)
-        kind = IDS
+        representation = IDS
     elif numpy.issubdtype(x.dtype, numpy.floating):
         check_one_hot(layer, x, K)
-        kind = ONE_HOT
+        representation = ONE_HOT
     else:
         raise ValueError(
             f"{layer}: expected integer ids or a float one-hot array, got dtype {x.dtype}"
@@ -88,7 +88,7 @@ def representation(layer, x, K):
         raise ValueError(
             f"{layer}: expected a batch of at least one sequence, got shape {tuple(x.shape)}"
         )
-    return kind
+    return representation
 
 
 def check_sample_count(layer, n):
@@ -122,19 +122,20 @@ def parameter_dtype(module):
 
 def as_one_hot(layer, x, K, dtype):
     """Validate `x`; return (IDS or ONE_HOT, its one-hot form in `dtype`)."""
-    kind = representation(layer, x, K)
-    if kind == IDS:
-        return kind, one_hot_of_valid_ids(x, K, dtype)
+    representation = check_representation(layer, x, K)
+    if representation == IDS:
+        return representation, one_hot_of_valid_ids(x, K, dtype)
     if x.dtype != dtype:
         raise ValueError(
             f"{layer}: expected a one-hot array of dtype {numpy.dtype(dtype)} (the parameters' dtype), got {x.dtype}"
         )
-    return kind, x
+    return representation, x
 
 
-def backward_needs_one_hot(layer, saved):
-    if saved == IDS:
+def require_one_hot_for_backward(layer, representation):
+    """Raise unless the forward pass that saved `representation` had one-hot input: backward
+    differentiates the one-hot route, and an ids pass saves nothing to differentiate."""
+    if representation == IDS:
         raise RuntimeError(
             f"{layer}: backward follows a pass on one-hot input; this pass had integer ids"
         )
-    return saved

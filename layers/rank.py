@@ -18,6 +18,7 @@ PredictiveNetwork's auxiliary cross-entropy (anchor 0, so its logits are the pre
 import numpy
 
 from npflows import backend
+from npflows.module import Module
 
 from .predictive import PredictiveBipartiteFlow
 
@@ -30,12 +31,13 @@ def _order(logits):
     return xp.argsort(-logits, axis=-1)  # CuPy's sort is stable
 
 
-class RankTransform:
-    """The rank permutation with LocationScale's interface (see the module docstring)."""
+class RankTransform(Module):
+    """The rank permutation with LocationScale's interface (see the module docstring); no
+    parameters, a Module for the saved-state protocol (reverse saves the ranks, backward takes
+    them, clear_saved drops them)."""
 
     def __init__(self, K, owner="RankBipartiteFlow"):
         self.K, self.owner = int(K), owner
-        self._saved_ranks = None
 
     @property
     def out_features(self):
@@ -57,12 +59,12 @@ class RankTransform:
         """y: (B, D, K) one-hot (or a perturbation of it) -> x with x[..., r] = y[..., order[r]].
         exact (LocationScale's interface): unused, the gather needs no one-hot detection."""
         order = _order(logits)
-        self._saved_ranks = self._ranks(order)
+        self._saved = self._ranks(order)
         return backend.array_module(y).take_along_axis(y, order, axis=-1)
 
     def backward(self, grad_x):
         """(grad_y, grad_logits): the permutation's transpose; the logits choose it, piecewise constantly: 0."""
-        ranks, self._saved_ranks = self._saved_ranks, None
+        ranks = self._take_saved()
         xp = backend.array_module(grad_x)
         return xp.take_along_axis(grad_x, ranks, axis=-1), xp.zeros(ranks.shape, dtype=grad_x.dtype)
 

@@ -1,7 +1,9 @@
 """Parameter and Module: the forward/backward protocol every network and flow follows.
 
 Protocol (the public contract):
-- `forward(*inputs)` computes the output and keeps what `backward` needs (in `self._saved`).
+- `forward(*inputs)` computes the output and keeps what `backward` needs in `self._saved`, the
+  one place a module keeps it, in one shape per module (a tuple, an array or a flag; never one
+  type on one route and another on the next).
 - `backward(*grad_outputs)` consumes what forward saved (`_take_saved`: a second backward
   after one forward raises instead of adding the parameter gradients twice), takes one gradient
   per output (mirroring the output's structure;
@@ -13,6 +15,9 @@ Protocol (the public contract):
   `layers.0.attention.qkv.weight`, each Parameter once (under its first path) even where an
   attribute aliases a child's submodule: a second registration would give the same array a
   second slot in the flat buffer, in Adam's state, in every Allreduce and every checkpoint.
+- `clear_saved()` drops what every forward in the module tree saved: a forward whose result
+  is only read (evaluation, a data pass, a decoding step) calls it when done, so the saved
+  activations do not outlive the batch. Callers never assign `_saved` themselves.
 """
 
 from collections import OrderedDict
@@ -64,6 +69,16 @@ class Module:
             )
         self._saved = None
         return saved
+
+    def clear_saved(self):
+        """Drop what forward saved, in this module and every descendant; returns self.
+
+        An explicit call rather than a `with` block: evaluation loops release after each batch,
+        and Transformer.step releases in the middle of a call, where a block fits neither; a
+        block could also not stop the forwards inside it from saving."""
+        for module in self.modules():
+            module._saved = None
+        return self
 
     # -- parameters ------------------------------------------------------------------------
     def named_children(self):

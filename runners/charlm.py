@@ -312,8 +312,7 @@ class CharLM(Experiment):
         for start in range(0, len(tokens_all), chunk):
             tokens = backend.asarray(tokens_all[start : start + chunk].astype(numpy.int64))
             base_side = backend.to_numpy(flow_model.reverse(tokens))
-            for module in flow_model.modules():
-                module._saved = None
+            flow_model.clear_saved()
             flat = (numpy.arange(self.length) * self.K + base_side).ravel()
             counts += numpy.bincount(flat, minlength=self.length * self.K).reshape(
                 self.length, self.K
@@ -389,8 +388,7 @@ class CharLM(Experiment):
                         dtype="float64"
                     )
                 )
-                for module in model.modules():
-                    module._saved = None
+                model.clear_saved()
             counted = float(mask.sum(dtype="float64"))
             metrics[f"{name}_bpc"] = total / (counted * math.log(2))
             optimum = -self.log_frequencies[numpy.arange(self.length), tokens].sum(dtype="float64")

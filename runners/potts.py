@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy
 
 import layers
-from layers.table import PrefixTable
+from layers.prefix_table import PrefixTable
 from npflows import backend
 from npflows.init import as_generator
 from npflows.train import Experiment

@@ -196,6 +196,5 @@ class Transformer(Module):
             h = block.step(h)
         h = self.final_norm.normalise(h)[0]
         self._position_t += 1
-        for module in self.modules():
-            module._saved = None
+        self.clear_saved()
         return h if self.output is None else h @ self.output.weight.data + self.output.bias.data

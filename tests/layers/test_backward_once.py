@@ -11,10 +11,14 @@ import npflows.cases  # noqa: F401  (registers the engine's modules)
 from npflows import gradcheck
 
 
-def _forward_and_backward(case, rng):
+def _forward(case):
     if case.before_forward is not None:
         case.before_forward()
-    outputs = case.module.forward(*case.inputs, **case.options)
+    return case.module.forward(*case.inputs, **case.options)
+
+
+def _forward_and_backward(case, rng):
+    outputs = _forward(case)
     cotangents = gradcheck.unflatten_like(
         outputs,
         iter(
@@ -42,6 +46,21 @@ def test_a_second_backward_after_one_forward_raises_and_adds_nothing(name):
         backward()
     for path, param in case.module.named_parameters():
         numpy.testing.assert_array_equal(param.grad, after_first[path], err_msg=path)
+
+
+@pytest.mark.parametrize("name", sorted(gradcheck.CASES))
+def test_clear_saved_leaves_no_module_of_the_tree_holding_saved_state(name):
+    # issue 12 item 4: the protocol owns the lifetime; an evaluation-only forward ends with
+    # clear_saved, and after it no module, however deep, still holds its forward's arrays
+    case = gradcheck.CASES[name](numpy.random.default_rng(0))
+    _forward(case)
+    case.module.clear_saved()
+    holding = [
+        type(module).__name__
+        for module in case.module.modules()
+        if vars(module).get("_saved") is not None
+    ]
+    assert holding == []
 
 
 def test_a_new_forward_allows_a_new_backward():

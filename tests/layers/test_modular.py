@@ -172,3 +172,17 @@ def test_one_hot_map_rejects_wrong_class_count_naming_the_layer():
         OneHotScale(5, "sideways")
     with pytest.raises(ValueError, match="expected an integer K >= 2"):
         OneHotShift(1, "forward")
+
+
+def test_permutation_index_gives_the_permutation_tables_and_refuses_other_names():
+    import layers.modular as modular
+
+    k, s = numpy.arange(6)[:, None], numpy.arange(6)[None, :]
+    numpy.testing.assert_array_equal(modular.permutation_index("shift_forward", 6), (k - s) % 6)
+    numpy.testing.assert_array_equal(modular.permutation_index("shift_reverse_T", 6), (k - s) % 6)
+    # "inverse" is a cached table too, but not a permutation index: a caller asking for it
+    # under this name has mixed two things up
+    with pytest.raises(
+        ValueError, match=r"^permutation_index: expected a name in .*got 'inverse'$"
+    ):
+        modular.permutation_index("inverse", 6)

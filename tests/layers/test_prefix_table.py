@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import layers
 from layers.onehot import shift_right
-from layers.table import PrefixTable
+from layers.prefix_table import PrefixTable
 
 F64 = numpy.float64
 
