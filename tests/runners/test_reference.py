@@ -56,10 +56,15 @@ def test_export_covers_every_case_and_both_scale_settings_of_each_flow(exported)
                 assert vectors[key].dtype == numpy.int64 and 0 <= vectors[key].min()
                 assert vectors[key].max() < K and vectors[key].shape == vectors["ids/in"].shape
             scales.setdefault(attributes["case"], set()).add(configuration[""].get("scale"))
+            if vectors["outputs/0"].ndim == 3:  # the one-hot reverse pass agrees with the ids'
+                assert (vectors["outputs/0"].argmax(-1) == vectors["ids/reverse"]).all()
+        if "ids/log_prob" in vectors:  # log p of the ids = log p of the one-hot input
+            numpy.testing.assert_allclose(vectors["ids/log_prob"], vectors["outputs/0"], rtol=1e-12)
     assert seen == set(CASES)
     for flow in ("AutoregressiveFlow(MLP, STE)", "BipartiteFlow(MLP, STE)"):
         assert scales[flow] == {False, True}
     assert {"FlowModel(stack, STE)", "Permute.reverse"} <= set(scales)
+    assert len(_stems(exported)) == len(CASES) + sum(len(values) == 2 for values in scales.values())
 
 
 def test_two_exports_are_byte_identical(exported, tmp_path):
