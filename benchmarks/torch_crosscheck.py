@@ -193,7 +193,8 @@ def main(argv=None):
             worst = max(worst, difference)
             print(f"{path.name:<40} {tensor:<44} {difference:>12.2e}")
     print(
-        f"largest relative difference {worst:.2e} (threshold {THRESHOLD:g}), torch {torch.__version__}"
+        f"largest relative difference {worst:.2e} (threshold {THRESHOLD:g}), "
+        f"torch {torch.__version__}"
     )
     return 0 if worst <= THRESHOLD else 1
 

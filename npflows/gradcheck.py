@@ -235,16 +235,22 @@ def check_case(name, case, rng=None):
     return CaseReport(name, reports)
 
 
-def run_all(names=None, seed=0, cases=None):
-    """Build and audit every registered case (or those named); returns a list of CaseReport."""
-    registry = CASES if cases is None else cases
-    chosen = list(registry) if not names else names
+def chosen_cases(registry, names=None, command="gradcheck"):
+    """The names given (every registered case when none), each checked to be registered."""
+    chosen = list(registry) if not names else list(names)
     unknown = [name for name in chosen if name not in registry]
     if unknown:
         raise UsageError(
-            f"gradcheck: unknown case(s) {', '.join(map(repr, unknown))}; `npflows gradcheck --list` "
-            "shows the names"
+            f"{command}: unknown case(s) {', '.join(map(repr, unknown))}; "
+            "`npflows gradcheck --list` shows the names"
         )
+    return chosen
+
+
+def run_all(names=None, seed=0, cases=None):
+    """Build and audit every registered case (or those named); returns a list of CaseReport."""
+    registry = CASES if cases is None else cases
+    chosen = chosen_cases(registry, names)
     reports = []
     for offset, name in enumerate(chosen):
         rng = numpy.random.default_rng(seed + offset)

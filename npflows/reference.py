@@ -18,7 +18,7 @@ import numpy
 
 from . import backend, reference_files
 from .errors import UsageError
-from .gradcheck import analytic_pass, flatten, is_float_array, unflatten_like
+from .gradcheck import analytic_pass, chosen_cases, flatten, is_float_array, unflatten_like
 from .module import Module
 
 RTOL = 1e-9  # recomputation differs only by the order of float64 sums (~1e-15 relative)
@@ -63,15 +63,8 @@ def stem_of(name):
 def entries(cases, names=None):
     """[(stem, case name, seed)]: every case (or those named) at seed 0; a flow with a scale
     option twice, at the first seeds that build it without and with scale."""
-    chosen = list(cases) if not names else list(names)
-    unknown = [name for name in chosen if name not in cases]
-    if unknown:
-        raise UsageError(
-            f"reference: unknown case(s) {', '.join(map(repr, unknown))}; "
-            "`npflows gradcheck --list` shows the names"
-        )
     found = []
-    for name in chosen:
+    for name in chosen_cases(cases, names, "reference"):
         seeds = _seeds_by_scale(cases, name)
         if not seeds:
             found.append((stem_of(name), name, 0))
