@@ -71,6 +71,10 @@ def entries(cases, names=None):
             continue
         for scale, suffix in ((False, "_noscale"), (True, "_scale")):
             found.append((stem_of(name) + suffix, name, seeds[scale]))
+    stems = [stem for stem, _, _ in found]
+    clashes = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if clashes:  # two case names that differ only in punctuation would share a file
+        raise ValueError(f"reference: case names map to the same file name(s) {clashes}")
     return found
 
 

@@ -4,6 +4,8 @@ Kept out of cli.py, which only adds the subcommand: the golden reference vectors
 registered gradient-audit case, and their recomputation (docs/reference-vectors.md).
 """
 
+from npflows.reference import RTOL
+
 
 def add_reference_command(commands, load_registry):
     """Add `reference` with its `export` and `verify` subcommands; `load_registry()` returns
@@ -37,8 +39,8 @@ def add_reference_command(commands, load_registry):
     verify.add_argument(
         "--rtol",
         type=float,
-        default=1e-9,
-        help="largest relative difference (max |a - b| / max |a|, |b|) that matches",
+        default=RTOL,
+        help="largest relative difference, max |a - b| / max(|a|, |b|), that matches",
     )
     verify.set_defaults(run=cmd_reference_verify, load_registry=load_registry)
 

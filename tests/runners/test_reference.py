@@ -11,7 +11,7 @@ import pytest
 
 import layers.location_scale
 import npflows.nn.dense
-from npflows import reference_files
+from npflows import reference, reference_files
 from tests.runners.cli_errors import assert_usage_error, run_cli
 
 
@@ -159,3 +159,15 @@ def test_export_of_an_unknown_case_or_into_a_file_is_one_error_line(tmp_path):
     assert_usage_error(
         run_cli(["reference", "export", tmp_path / "file"]), "expected a directory, got a file"
     )
+
+
+def test_case_names_that_would_share_a_file_are_refused():
+    import npflows.cases  # noqa: F401  (registers Dense)
+    from npflows.gradcheck import CASES
+
+    clashing = {"Dense(a, b)": CASES["Dense"], "Dense a b": CASES["Dense"]}
+    with pytest.raises(ValueError, match=r"same file name\(s\) \['dense_a_b'\]"):
+        reference.entries(clashing)
+    assert [stem for stem, _, _ in reference.entries({"Dense(a, b)": CASES["Dense"]})] == [
+        "dense_a_b"
+    ]
