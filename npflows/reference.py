@@ -237,9 +237,9 @@ def _difference(fresh, stored, rtol):
 def verify(directory, cases, rtol=RTOL):
     """Recompute every file the index lists; rows (file, tensor, max abs, max rel, ok)."""
     rows = []
-    for stem in reference_files.read_index(directory):
+    for stem, digest in reference_files.read_index(directory).items():
         path = Path(directory) / f"{stem}.h5"
-        attributes, stored = reference_files.read(path)
+        attributes, stored = reference_files.read(path, digest)
         name, seed = str(attributes.get("case")), attributes.get("seed")
         if name not in cases or seed is None:
             raise reference_files.ReferenceFileError(

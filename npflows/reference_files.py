@@ -2,12 +2,16 @@
 
 A file: root attributes `format`, `version`, `case`, `seed`, `module`, `configuration` (JSON),
 `loss`; one dataset per array at `group/name` (docs/reference-vectors.md), each with a `crc32`
-attribute over its bytes (HDF5 checksums no raw data). Every way a file can be unusable
-(missing, not HDF5, truncated, someone else's, a newer version, a damaged array) becomes a
+attribute over its bytes (HDF5 checksums no raw data). index.json lists every file with the
+sha256 of its bytes, checked before h5py opens the file: h5py can take minutes over damaged
+metadata, and a damaged attribute would otherwise go unnoticed. Every way a file can be unusable
+(missing, not HDF5, truncated, someone else's, a newer version, damaged anywhere) becomes a
 ReferenceFileError that names the file and the problem: one `npflows: error:` line.
 """
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -36,10 +40,19 @@ def write(path, attributes, vectors):
             dataset.attrs["crc32"] = crc32(array)
 
 
-def read(path):
-    """(attributes, vectors) of one file, every dataset's crc32 checked."""
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read(path, digest=None):
+    """(attributes, vectors) of one file, its sha256 checked against `digest` (the index's)
+    first when given, then every dataset's crc32."""
     if not Path(path).is_file():
         raise ReferenceFileError(f"reference: {path}: no such file (listed in {INDEX})")
+    if digest is not None and sha256(path) != digest:
+        raise ReferenceFileError(
+            f"reference: {path}: damaged (its sha256 differs from the one {INDEX} lists)"
+        )
     try:
         with h5py.File(path, "r") as handle:
             attributes = dict(handle.attrs)
@@ -70,12 +83,14 @@ def _collect(path, key, item, vectors):
 
 
 def write_index(directory, stems):
-    text = json.dumps({"format": FORMAT, "version": VERSION, "files": stems}, indent=1)
+    """index.json: every file's stem with the sha256 of its bytes, in export order."""
+    files = {stem: sha256(Path(directory) / f"{stem}.h5") for stem in stems}
+    text = json.dumps({"format": FORMAT, "version": VERSION, "files": files}, indent=1)
     (Path(directory) / INDEX).write_text(text + "\n")
 
 
 def read_index(directory):
-    """The file stems a directory's index.json lists."""
+    """{stem: sha256} of the files a directory's index.json lists."""
     path = Path(directory) / INDEX
     try:
         index = json.loads(path.read_text())
@@ -87,8 +102,15 @@ def read_index(directory):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReferenceFileError(f"reference: {path}: not a readable index ({error})") from None
     files = index.get("files") if isinstance(index, dict) else None
-    if not isinstance(files, list) or not files or index.get("format") != FORMAT:
+    if (
+        not isinstance(files, dict)
+        or not files
+        or index.get("format") != FORMAT
+        or not all(re.fullmatch(r"[a-z0-9_]+", str(stem)) for stem in files)
+        or not all(isinstance(digest, str) for digest in files.values())
+    ):
         raise ReferenceFileError(
-            f"reference: {path}: expected a {FORMAT} index listing files, got {str(index)[:80]}"
+            f"reference: {path}: expected a {FORMAT} index of file names and sha256 digests, "
+            f"got {str(index)[:80]}"
         )
-    return [str(stem) for stem in files]
+    return files

@@ -4,10 +4,14 @@ convention checked from the file alone, and damaged or missing files as one erro
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import h5py
 import numpy
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import layers.location_scale
 import npflows.nn.dense
@@ -20,6 +24,14 @@ def exported(tmp_path_factory):
     """The whole set, exported once (about a second); tests that damage it work on a copy."""
     directory = tmp_path_factory.mktemp("reference") / "vectors"
     code, out, err = run_cli(["reference", "export", directory])
+    assert code == 0, err
+    return directory
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("reference") / "small"
+    code, _, err = run_cli(["reference", "export", directory, "--case", "LayerNorm"])
     assert code == 0, err
     return directory
 
@@ -129,18 +141,37 @@ def _flip_a_byte_of(path, dataset):
         handle.write(bytes([byte[0] ^ 0x10]))
 
 
-def test_a_damaged_array_is_one_error_line_naming_it(copy):
+def _reindex(directory):
+    """Rewrite index.json for the files as they are now (a damaged file listed as it is)."""
+    reference_files.write_index(directory, list(_stems(directory)))
+
+
+def test_a_byte_damaged_anywhere_in_a_file_is_one_error_line_naming_it(copy):
     _flip_a_byte_of(copy / "layernorm.h5", "params/gain")
+    assert_usage_error(
+        run_cli(["reference", "verify", copy]),
+        "layernorm.h5: damaged (its sha256 differs from the one index.json lists)",
+    )
+
+
+def test_a_damaged_array_under_a_matching_index_is_one_error_line_naming_it(copy):
+    _flip_a_byte_of(copy / "layernorm.h5", "params/gain")
+    _reindex(copy)  # e.g. a file damaged before the index was written: the crc32 still tells
     assert_usage_error(
         run_cli(["reference", "verify", copy]), "dataset params/gain is damaged (crc32 differs)"
     )
+
+
+def _not_hdf5_but_listed(directory):
+    (directory / "lstm.h5").write_bytes(b"\x89HDF\r\n")
+    _reindex(directory)  # past the sha256 check, to the reader's own
 
 
 @pytest.mark.parametrize(
     "damage, fragment",
     [
         (lambda d: (d / "lstm.h5").unlink(), "lstm.h5: no such file"),
-        (lambda d: (d / "lstm.h5").write_bytes(b"\x89HDF\r\n"), "lstm.h5: not a readable HDF5"),
+        (_not_hdf5_but_listed, "lstm.h5: not a readable HDF5"),
         (lambda d: (d / "index.json").unlink(), "index.json: no such file"),
         (lambda d: (d / "index.json").write_text("[1]"), "expected a npflows-reference index"),
         (lambda d: shutil.rmtree(d), "index.json: no such file"),
@@ -149,6 +180,32 @@ def test_a_damaged_array_is_one_error_line_naming_it(copy):
 def test_a_missing_or_unreadable_file_is_one_error_line(copy, damage, fragment):
     damage(copy)
     assert_usage_error(run_cli(["reference", "verify", copy]), fragment)
+
+
+def test_an_index_naming_a_file_outside_the_directory_is_one_error_line(copy):
+    index = json.loads((copy / "index.json").read_text())
+    index["files"]["../outside"] = "0" * 64
+    (copy / "index.json").write_text(json.dumps(index))
+    assert_usage_error(
+        run_cli(["reference", "verify", copy]), "expected a npflows-reference index of file names"
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(offset=st.integers(0, 10**6), garbage=st.binary(min_size=1, max_size=64))
+def test_bytes_overwritten_anywhere_are_one_error_line_or_no_change(small_export, offset, garbage):
+    """HDF5 metadata included: the index's sha256 refuses the file before h5py reads it."""
+    with tempfile.TemporaryDirectory() as directory:
+        copy = shutil.copytree(small_export, Path(directory) / "vectors")
+        original = (copy / "layernorm.h5").read_bytes()
+        start = offset % len(original)
+        damaged = original[:start] + garbage + original[start + len(garbage) :]
+        (copy / "layernorm.h5").write_bytes(damaged[: len(original) + len(garbage)])
+        code, out, err = run_cli(["reference", "verify", copy])
+        if damaged == original:
+            assert code == 0, err
+        else:
+            assert_usage_error((code, out, err), "layernorm.h5: damaged (its sha256 differs")
 
 
 def test_export_of_an_unknown_case_or_into_a_file_is_one_error_line(tmp_path):
