@@ -209,6 +209,7 @@ def export(directory, cases, names=None):
             "module": type(audited_target(case.module)).__name__,
             "configuration": json.dumps(configuration(audited_target(case.module))),
             "loss": LOSS,
+            "device": backend.device(),  # dropout masks come from the device's random stream
         }
         reference_files.write(directory / f"{stem}.h5", attributes, compute(name, case, rng))
     reference_files.write_index(directory, [stem for stem, _, _ in chosen])
@@ -235,11 +236,15 @@ def _difference(fresh, stored, rtol):
 
 
 def verify(directory, cases, rtol=RTOL):
-    """Recompute every file the index lists; rows (file, tensor, max abs, max rel, ok)."""
-    rows = []
+    """Recompute every file the index lists on the current device: (rows (file, tensor, max
+    abs, max rel, ok), notes): a note names the files exported on another device."""
+    rows, other_device = [], {}
     for stem, digest in reference_files.read_index(directory).items():
         path = Path(directory) / f"{stem}.h5"
         attributes, stored = reference_files.read(path, digest)
+        exported_on = str(attributes.get("device", "cpu"))
+        if exported_on != backend.device():
+            other_device.setdefault(exported_on, []).append(path.name)
         name, seed = str(attributes.get("case")), attributes.get("seed")
         if name not in cases or seed is None:
             raise reference_files.ReferenceFileError(
@@ -256,7 +261,13 @@ def verify(directory, cases, rtol=RTOL):
                 rows.append((path.name, key + " (not in file)", float("nan"), float("nan"), False))
             else:
                 rows.append((path.name, key, *_difference(fresh.get(key), stored[key], rtol)))
-    return rows
+    notes = [
+        f"note: {len(names)} file(s) were exported on device {device!r} and verified on "
+        f"{backend.device()!r}: dropout masks (dropout.h5, transformer_full_padding_dropout.h5) "
+        "come from each device's own random stream and differ; verify on the exporting device"
+        for device, names in other_device.items()
+    ]
+    return rows, notes
 
 
 def format_table(rows, rtol=RTOL):

@@ -56,6 +56,6 @@ def cmd_reference_export(args):
 def cmd_reference_verify(args):
     from npflows import reference
 
-    rows = reference.verify(args.directory, args.load_registry().CASES, args.rtol)
-    print(reference.format_table(rows, args.rtol))
+    rows, notes = reference.verify(args.directory, args.load_registry().CASES, args.rtol)
+    print("\n".join([reference.format_table(rows, args.rtol), *notes]))
     return 0 if all(row[4] for row in rows) else 1

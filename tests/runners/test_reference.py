@@ -29,6 +29,16 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def dense_and_flows(tmp_path_factory):
+    """The files the planted bugs below must reach: a second, small export (0.2 s, not 1 s)."""
+    directory = tmp_path_factory.mktemp("reference") / "some"
+    cases = ["Dense", "BipartiteFlow(MLP, STE)", "FlowModel(stack, STE)"]
+    code, _, err = run_cli(["reference", "export", directory, *(f"--case={c}" for c in cases)])
+    assert code == 0, err
+    return directory
+
+
+@pytest.fixture(scope="module")
 def small_export(tmp_path_factory):
     directory = tmp_path_factory.mktemp("reference") / "small"
     code, _, err = run_cli(["reference", "export", directory, "--case", "LayerNorm"])
@@ -52,6 +62,7 @@ def test_export_then_verify_matches_every_tensor_of_every_case(exported):
     assert rows and all(line.endswith(" ok") for line in rows)
     files = len(_stems(exported))
     assert out.splitlines()[-1].startswith(f"{len(rows)} of {len(rows)} tensors in {files} files")
+    assert "note:" not in out  # exported and verified on the same device
 
 
 def test_export_covers_every_case_and_both_scale_settings_of_each_flow(exported):
@@ -103,7 +114,7 @@ def _mismatches(out):
     return [line.split()[:2] for line in out.splitlines() if line.endswith("MISMATCH")]
 
 
-def test_verify_fails_on_a_planted_wrong_weight_gradient(exported, monkeypatch):
+def test_verify_fails_on_a_planted_wrong_weight_gradient(dense_and_flows, monkeypatch):
     backward = npflows.nn.dense.Dense.backward
 
     def wrong_backward(self, grad_y):
@@ -112,20 +123,20 @@ def test_verify_fails_on_a_planted_wrong_weight_gradient(exported, monkeypatch):
         return grad_x
 
     monkeypatch.setattr(npflows.nn.dense.Dense, "backward", wrong_backward)
-    code, out, _ = run_cli(["reference", "verify", exported])
+    code, out, _ = run_cli(["reference", "verify", dense_and_flows])
     assert code == 1
     assert ["dense.h5", "param_grads/weight"] in _mismatches(out)
     assert all(tensor.startswith("param_grads/") for _, tensor in _mismatches(out))
 
 
-def test_verify_fails_on_a_planted_wrong_integer_reverse(exported, monkeypatch):
+def test_verify_fails_on_a_planted_wrong_integer_reverse(dense_and_flows, monkeypatch):
     reverse_ids = layers.location_scale.LocationScale.reverse_ids
 
     def off_by_one(self, y, logits):
         return (reverse_ids(self, y, logits) + 1) % self.K
 
     monkeypatch.setattr(layers.location_scale.LocationScale, "reverse_ids", off_by_one)
-    code, out, _ = run_cli(["reference", "verify", exported])
+    code, out, _ = run_cli(["reference", "verify", dense_and_flows])
     assert code == 1
     assert ["bipartiteflow_mlp_ste_scale.h5", "ids/reverse"] in _mismatches(out)
     assert ["flowmodel_stack_ste.h5", "ids/log_prob"] in _mismatches(out)
@@ -228,3 +239,16 @@ def test_case_names_that_would_share_a_file_are_refused():
     assert [stem for stem, _, _ in reference.entries({"Dense(a, b)": CASES["Dense"]})] == [
         "dense_a_b"
     ]
+
+
+def test_files_from_another_device_are_named_and_only_dropout_differs(tmp_path):
+    """The strict stand-in for a GPU: its own dropout stream, the fused LSTM cell."""
+    cases = ["--case=Dropout", "--case=LSTM(2 layers, initial state)", "--case=LayerNorm"]
+    code, _, err = run_cli(["--device", "strict", "reference", "export", tmp_path, *cases])
+    assert code == 0, err
+    code, out, _ = run_cli(["reference", "verify", tmp_path])
+    assert code == 1
+    assert {file for file, _ in _mismatches(out)} == {"dropout.h5"}
+    assert out.splitlines()[-1].startswith(
+        "note: 3 file(s) were exported on device 'strict' and verified on 'cpu'"
+    )
