@@ -165,9 +165,21 @@ def _on_device(structure):
     return unflatten_like(structure, iter(leaves))
 
 
-def check_case(name, case, rng=None):
-    """Audit one case in float64 on the current device; returns a CaseReport."""
-    rng = numpy.random.default_rng(0) if rng is None else rng
+@dataclass
+class AnalyticPass:
+    """One forward and backward of a case: the outputs as forward returned them, the cotangent of
+    each flattened output (None for a non-floating one), the floating input leaves and dL/d of
+    each, L = sum_j <cotangent_j, output_j>."""
+
+    outputs: object
+    cotangents: list
+    input_leaves: list
+    input_grads: list
+
+
+def analytic_pass(name, case, draw_cotangent):
+    """Forward, then backward with cotangent `draw_cotangent(output)` (a host array) for every
+    floating output; parameter gradients are zeroed first, then accumulated by backward."""
     module = case.module
     case.inputs = _on_device(tuple(case.inputs))
     case.options = {key: _on_device(value) for key, value in case.options.items()}
@@ -176,13 +188,11 @@ def check_case(name, case, rng=None):
             raise ValueError(
                 f"gradcheck: {name} parameters must be float64, got {param.data.dtype}"
             )
-    xp = backend.array_module(*[p.data for p in module.parameters()], *flatten(case.inputs))
-
     if case.before_forward is not None:
         case.before_forward()
     outputs = module.forward(*case.inputs, **case.options)
     cotangents = [
-        xp.asarray(rng.standard_normal(out.shape)) if is_float_array(out) else None
+        backend.asarray(draw_cotangent(out)) if is_float_array(out) else None
         for out in flatten(outputs)
     ]
     grad_structure = unflatten_like(outputs, iter(cotangents))
@@ -192,8 +202,6 @@ def check_case(name, case, rng=None):
         if isinstance(outputs, tuple)
         else module.backward(grad_structure)
     )
-    float_cotangents = [c for c in cotangents if c is not None]
-
     input_leaves = [leaf for leaf in flatten(case.inputs) if is_float_array(leaf)]
     grad_leaves = [g for g in flatten(grads) if g is not None] if grads is not None else []
     if len(grad_leaves) != len(input_leaves):
@@ -201,33 +209,48 @@ def check_case(name, case, rng=None):
             f"gradcheck: {name} backward returned {len(grad_leaves)} input gradients "
             f"for {len(input_leaves)} floating inputs"
         )
-    loss_scale = abs(_loss(case, float_cotangents))
-    reports = []
     for index, (leaf, grad) in enumerate(zip(input_leaves, grad_leaves)):
         if tuple(grad.shape) != tuple(leaf.shape):
             raise ValueError(
                 f"gradcheck: {name} input {index} gradient shape {grad.shape} != {leaf.shape}"
             )
+    return AnalyticPass(outputs, cotangents, input_leaves, grad_leaves)
+
+
+def check_case(name, case, rng=None):
+    """Audit one case in float64 on the current device; returns a CaseReport."""
+    rng = numpy.random.default_rng(0) if rng is None else rng
+    analytic = analytic_pass(name, case, lambda out: rng.standard_normal(out.shape))
+    float_cotangents = [c for c in analytic.cotangents if c is not None]
+    loss_scale = abs(_loss(case, float_cotangents))
+    reports = []
+    for index, (leaf, grad) in enumerate(zip(analytic.input_leaves, analytic.input_grads)):
         reports.append(
             _compare(f"input{index}", grad.copy(), leaf, case, float_cotangents, rng, loss_scale)
         )
-    for pname, param in module.named_parameters():
+    for pname, param in case.module.named_parameters():
         reports.append(
             _compare(pname, param.grad.copy(), param.data, case, float_cotangents, rng, loss_scale)
         )
     return CaseReport(name, reports)
 
 
-def run_all(names=None, seed=0, cases=None):
-    """Build and audit every registered case (or those named); returns a list of CaseReport."""
-    registry = CASES if cases is None else cases
-    chosen = list(registry) if not names else names
+def chosen_cases(registry, names=None, command="gradcheck"):
+    """The names given (every registered case when none), each checked to be registered."""
+    chosen = list(registry) if not names else list(names)
     unknown = [name for name in chosen if name not in registry]
     if unknown:
         raise UsageError(
-            f"gradcheck: unknown case(s) {', '.join(map(repr, unknown))}; `npflows gradcheck --list` "
-            "shows the names"
+            f"{command}: unknown case(s) {', '.join(map(repr, unknown))}; "
+            "`npflows gradcheck --list` shows the names"
         )
+    return chosen
+
+
+def run_all(names=None, seed=0, cases=None):
+    """Build and audit every registered case (or those named); returns a list of CaseReport."""
+    registry = CASES if cases is None else cases
+    chosen = chosen_cases(registry, names)
     reports = []
     for offset, name in enumerate(chosen):
         rng = numpy.random.default_rng(seed + offset)

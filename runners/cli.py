@@ -11,6 +11,7 @@ import sys
 from npflows.errors import UsageError
 
 from .argtypes import positive_int
+from .reference_command import add_reference_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +94,7 @@ def build_parser(experiment_class=None, reproduction=None):
     audit.add_argument("--seed", type=int, default=0, help="seed for shapes, inputs and cotangents")
     audit.add_argument("--rtol", type=float, default=1e-6, help="pass threshold on relative error")
     audit.set_defaults(run=cmd_gradcheck)
+    add_reference_command(commands, _audit_cases)
     _add_compression_commands(commands)
     return parser
 
