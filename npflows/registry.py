@@ -65,6 +65,9 @@ class Table(Mapping):
         target = self._entries[name]
         return load(target, self.owner) if isinstance(target, str) else target
 
+    def __contains__(self, name):  # without importing the entry
+        return name in self._entries
+
     def __iter__(self):
         return iter(self._entries)
 
