@@ -22,47 +22,38 @@ NORMALIZED_LIMIT = 1 << 16
 
 
 def _checks(model, K, length, seed):
-    is_flow = callable(getattr(model, "reverse", None)) and callable(
-        getattr(model, "forward", None)
-    )
+    """[(name, check, why it is skipped or None)]."""
     network = getattr(model, "network", None)
-    yield (
-        "bijection",
-        (lambda: assert_bijection(model, K, length, seed=seed))
-        if is_flow
-        else ("not a flow (no forward/reverse)"),
-    )
+    is_flow = all(callable(getattr(model, method, None)) for method in ("forward", "reverse"))
     autoregressive = isinstance(model, DiscreteAutoregressiveFlow) or (
         getattr(network, "causal", None) is True
     )
-    yield (
-        "causal",
-        (
-            (lambda: assert_causal(network, K, length, seed=seed))
-            if autoregressive
-            else "no autoregressive network"
-        ),
-    )
     has_log_prob = callable(getattr(model, "log_prob", None))
-    yield (
-        "normalized",
+    enumerable = K**length <= NORMALIZED_LIMIT
+    return [
         (
-            (lambda: assert_normalized(model, K, length))
-            if has_log_prob and K**length <= NORMALIZED_LIMIT
-            else "no log_prob"
-            if not has_log_prob
-            else f"K**length = {K**length} is too many"
+            "bijection",
+            lambda: assert_bijection(model, K, length, seed=seed),
+            None if is_flow else "not a flow (no forward/reverse)",
         ),
-    )
-    ids = random_ids(seed, 3, length, K)
-    yield (
-        "gradients",
         (
-            (lambda: _gradients(model, K, ids, seed))
-            if type(model).backward is not Module.backward
-            else "no backward to audit"
+            "causal",
+            lambda: assert_causal(network, K, length, seed=seed),
+            None if autoregressive else "no autoregressive network",
         ),
-    )
+        (
+            "normalized",
+            lambda: assert_normalized(model, K, length),
+            None
+            if has_log_prob and enumerable
+            else ("no log_prob" if not has_log_prob else f"K**length = {K**length} is too many"),
+        ),
+        (
+            "gradients",
+            lambda: _gradients(model, K, random_ids(seed, 3, length, K), seed),
+            None if type(model).backward is not Module.backward else "no backward to audit",
+        ),
+    ]
 
 
 def _gradients(model, K, ids, seed):
@@ -77,9 +68,9 @@ def _gradients(model, K, ids, seed):
 def check_flow(model, K, length, seed=0):
     """[{check, result ("pass", "FAIL" or "skipped"), detail}] for `model`."""
     rows = []
-    for name, check in _checks(model, K, length, seed):
-        if isinstance(check, str):
-            rows.append({"check": name, "result": "skipped", "detail": check})
+    for name, check, skipped in _checks(model, K, length, seed):
+        if skipped:
+            rows.append({"check": name, "result": "skipped", "detail": skipped})
             continue
         try:
             check()
