@@ -8,6 +8,7 @@ from cli_errors import assert_usage_error, run_cli
 
 from npflows.errors import ConfigError
 from npflows.registry import Table
+from npflows.testing.gradients import as_case
 from runners import registry, reproduce
 
 USER = "tests.fixtures.user_modules:"
@@ -66,3 +67,16 @@ def test_the_three_registries_are_tables_with_one_lookup():
         registry.resolve("nope")
     with pytest.raises(KeyError):
         gradcheck.CASES["nope"]  # the Mapping protocol, for enumerating code
+
+
+def test_register_adds_a_case_that_npflows_gradcheck_runs(monkeypatch, capsys):
+    """The run-time way in for a case outside the table (a session's own, a user's)."""
+    from npflows import gradcheck
+    from tests.fixtures.user_modules import dense
+
+    monkeypatch.setattr(gradcheck.CASES, "_entries", dict(gradcheck.CASES._entries))
+    gradcheck.register("SquareLinear(registered)")(lambda rng: as_case(dense(rng)))
+    with pytest.raises(ValueError, match="'SquareLinear\\(registered\\)' is already in the table"):
+        gradcheck.register("SquareLinear(registered)")(dense)
+    assert run_cli(["gradcheck", "--case", "SquareLinear(registered)"])[0] == 0
+    assert "SquareLinear(registered)" in run_cli(["gradcheck", "--list"])[1].split("\n")
