@@ -17,6 +17,8 @@ FLOW_KINDS = (
     "autoregressive-transformer",
     "bipartite-mlp",
     "bipartite-transformer",
+    "bipartite-predictive",
+    "bipartite-rank",
     "reverse",
     "permute",
 )
@@ -59,6 +61,12 @@ def build_flow(kind, K, length, scale, mask, seed):
         )
     if kind == "bipartite-transformer":
         return layers.DiscreteBipartiteFlow(_transformer(K, out, False, rng), K, mask, scale=scale)
+    if kind == "bipartite-predictive":  # the network predicts y; its best guess goes to 0
+        network = layers.PredictiveNetwork(layers.MLP(length, K, 8, out, rng=rng, dtype=F64), K, 0)
+        return layers.PredictiveBipartiteFlow(network, K, mask, scale=scale)
+    if kind == "bipartite-rank":  # no scale: the rank permutation is the whole transform
+        network = layers.PredictiveNetwork(layers.MLP(length, K, 8, K, rng=rng, dtype=F64), K, 0)
+        return layers.RankBipartiteFlow(network, K, mask)
     if kind == "reverse":
         return layers.Reverse()
     if kind == "permute":
