@@ -15,8 +15,6 @@ import time
 
 import numpy
 
-import layers.cases  # noqa: F401  (registers the cases)
-import npflows.cases  # noqa: F401
 from npflows import gradcheck
 
 

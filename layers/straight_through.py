@@ -7,7 +7,9 @@ backward: d mu / d logits := d softmax(logits / tau) / d logits
 The backward is deliberately NOT the derivative of the forward (which is 0 almost everywhere),
 so the finite-difference audit checks `SoftmaxTemperature` (whose backward IS its derivative and
 shares `softmax_temperature_jvp` with the straight-through op), and tests check
-`OneHotArgmax.backward` against the Jacobian above written out as a matrix.
+`OneHotArgmax.backward` against the Jacobian above written out as a matrix. The audit's
+stand-in whose derivative IS the straight-through one, LinearisedArgmax, is audit material and
+lives with the other adapters in npflows/testing/adapters.py.
 """
 
 from npflows import backend
@@ -70,29 +72,6 @@ class OneHotArgmax(Module):
     def backward(self, grad_one_hot):
         # docs/gradients.md#straight-through-argmax, eq. (ST2): the softmax-temperature JVP
         return softmax_temperature_jvp(self._take_saved(), grad_one_hot, self.temperature)
-
-
-class LinearisedArgmax(OneHotArgmax):
-    """An audit-only stand-in for OneHotArgmax whose true derivative IS the straight-through one.
-
-    forward(logits) = c + softmax(logits / tau), with the constant c = one_hot(argmax) - softmax
-    frozen at the first call (the audit point). There its value equals OneHotArgmax's, and its
-    derivative is exactly eq. (ST2) everywhere, so finite differences through a flow that uses it
-    audit the flow's straight-through backward. Call `reset()` to move the audit point.
-    """
-
-    offset = None
-    exactly_one_hot = False  # c + softmax is one-hot only at the audit point, up to rounding
-
-    def reset(self):
-        self.offset = None
-
-    def forward(self, logits):
-        probs = softmax(logits / self.temperature)
-        if self.offset is None:
-            self.offset = argmax_one_hot(logits) - probs
-        self._saved = probs
-        return self.offset + probs
 
 
 def one_hot_argmax(logits, temperature=0.1):

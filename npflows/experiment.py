@@ -9,11 +9,7 @@ import sys
 import numpy
 
 from . import backend, optim
-from .errors import UsageError
-
-
-class ConfigError(UsageError):
-    """A setting that cannot work; the message says which one and why."""
+from .errors import ConfigError  # noqa: F401  (re-exported: npflows.train.ConfigError)
 
 
 class Experiment:

@@ -16,9 +16,11 @@ NOISE_FLOOR = 1e-3 the pass criterion there is an absolute error below 1e-9 (1 +
 times the round-off and far below any real mistake. A case passes when every tensor's relative
 error is below `rtol` (default 1e-6).
 
-Cases are registered by name with `register(name)`; a case builder takes a
-numpy.random.Generator and returns a `Case`. The registries of npflows (npflows.cases) and of
-the flow layers (layers.cases) both feed `npflows gradcheck`.
+A case builder takes a numpy.random.Generator and returns a `Case`. The cases of npflows and of
+its flow layers are one table, `CASES` (npflows/testing/cases/__init__.py: NAME ->
+"module:builder", imported when built); `run_all` also accepts a user's `package.module:builder`,
+and `register(name)` adds a builder at run time. npflows.testing.assert_gradients is this audit
+as a pytest assertion.
 """
 
 from dataclasses import dataclass, field
@@ -27,12 +29,21 @@ from typing import Callable, Optional
 import numpy
 
 from . import backend
-from .errors import UsageError
+from .errors import ConfigError
 
 STEP = 1e-6
 RTOL = 1e-6
 NOISE_FLOOR = 1e-3
-CASES = {}
+
+
+def __getattr__(name):
+    """`gradcheck.CASES`: the table of cases, read on first use (it names modules that import
+    the flow layers, which the engine itself must not import)."""
+    if name == "CASES":
+        from .testing.cases import CASES
+
+        return CASES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -52,6 +63,9 @@ class TensorReport:
     entries: int
     max_abs_error: float
     max_rel_error: float
+    worst_entry: Optional[list] = None  # index into the tensor of the largest |analytic - numeric|
+    analytic: Optional[float] = None  # the backward's value there
+    numeric: Optional[float] = None  # the central difference there
 
 
 @dataclass
@@ -88,12 +102,11 @@ class CaseReport:
 
 
 def register(name):
-    """Decorator: add a case builder `build(rng) -> Case` under `name`."""
+    """Decorator: add a case builder `build(rng) -> Case` to CASES under `name` at run time
+    (the project's own cases are lines of the table instead)."""
 
     def decorate(build):
-        if name in CASES:
-            raise ValueError(f"gradcheck: case {name!r} registered twice")
-        CASES[name] = build
+        __getattr__("CASES").add(name, build)
         return build
 
     return decorate
@@ -146,15 +159,23 @@ def _compare(name, analytic, tensor, case, cotangents, rng, loss_scale):
         minus = _loss(case, cotangents)
         flat[index] = original
         numeric[slot] = (plus - minus) / (2 * STEP)
+    if not len(picked):
+        return TensorReport(name, 0, 0.0, 0.0)
     chosen = analytic[picked]
-    abs_error = float(numpy.max(numpy.abs(chosen - numeric))) if len(picked) else 0.0
-    scale = (
-        float(numpy.max(numpy.maximum(numpy.abs(chosen), numpy.abs(numeric))))
-        if len(picked)
-        else 0.0
+    errors = numpy.abs(chosen - numeric)
+    worst = int(numpy.argmax(errors))
+    scale = float(numpy.max(numpy.maximum(numpy.abs(chosen), numpy.abs(numeric))))
+    rel_error = float(errors[worst]) / max(scale, NOISE_FLOOR * (1 + loss_scale))
+    where = [int(i) for i in numpy.unravel_index(int(picked[worst]), tensor.shape)]
+    return TensorReport(
+        name,
+        len(picked),
+        float(errors[worst]),
+        rel_error,
+        where,
+        float(chosen[worst]),
+        float(numeric[worst]),
     )
-    rel_error = abs_error / max(scale, NOISE_FLOOR * (1 + loss_scale))
-    return TensorReport(name, len(picked), abs_error, rel_error)
 
 
 def _on_device(structure):
@@ -236,11 +257,11 @@ def check_case(name, case, rng=None):
 
 
 def chosen_cases(registry, names=None, command="gradcheck"):
-    """The names given (every registered case when none), each checked to be registered."""
+    """The names given (every case of the table when none), each checked to be in it."""
     chosen = list(registry) if not names else list(names)
     unknown = [name for name in chosen if name not in registry]
     if unknown:
-        raise UsageError(
+        raise ConfigError(
             f"{command}: unknown case(s) {', '.join(map(repr, unknown))}; "
             "`npflows gradcheck --list` shows the names"
         )
@@ -248,14 +269,15 @@ def chosen_cases(registry, names=None, command="gradcheck"):
 
 
 def run_all(names=None, seed=0, cases=None):
-    """Build and audit every registered case (or those named); returns a list of CaseReport."""
-    registry = CASES if cases is None else cases
-    chosen = chosen_cases(registry, names)
+    """Build and audit every case of the table (or those named); `cases`: another mapping
+    name -> build(rng) (a user's --module factories, say). Returns a list of CaseReport."""
+    table = __getattr__("CASES") if cases is None else cases
+    chosen = chosen_cases(table, names)
     reports = []
     for offset, name in enumerate(chosen):
         rng = numpy.random.default_rng(seed + offset)
         try:
-            reports.append(check_case(name, registry[name](rng), rng))
+            reports.append(check_case(name, table[name](rng), rng))
         except Exception as error:  # one broken case must not hide the others' results
             reports.append(CaseReport(name, [], error=f"{type(error).__name__}: {error}"))
     return reports

@@ -27,7 +27,7 @@ _SEED_SEARCH = 16  # seeds tried to find a flow case with scale off and one with
 
 
 def audited_target(module):
-    """The module an audit case wraps (the adapter layers.cases.Audited keeps it in `target`:
+    """The module an audit case wraps (npflows.testing.Audited keeps it in `target`:
     a flow audited through its one-hot reverse, a base through its log-probability), or the
     case's module itself."""
     target = getattr(module, "target", None)

@@ -8,7 +8,7 @@ import json
 import shlex
 import sys
 
-from npflows.errors import UsageError
+from npflows.errors import ConfigError, UsageError
 
 from .argtypes import positive_int
 from .reference_command import add_reference_command
@@ -24,9 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _audit_cases():
-    """Every registered gradient-audit case: the engine's and the flow layers'."""
-    import layers.cases  # noqa: F401  (registers the flow ops)
-    import npflows.cases  # noqa: F401  (registers the engine's modules)
+    """npflows.gradcheck, whose CASES table lists every gradient-audit case."""
     from npflows import gradcheck
 
     return gradcheck
@@ -34,15 +32,45 @@ def _audit_cases():
 
 def cmd_gradcheck(args):
     gradcheck = _audit_cases()
+
     if args.list:
         print("\n".join(sorted(gradcheck.CASES)))
         return 0
-    reports = gradcheck.run_all(args.case, seed=args.seed)
+    names, cases = args.case or [], None
+    if args.module:  # a user's factories beside the table's cases named by --case
+        from npflows.testing.gradients import module_cases
+
+        named = gradcheck.chosen_cases(gradcheck.CASES, names) if names else []
+        cases = {name: gradcheck.CASES[name] for name in named}
+        cases.update(module_cases(args.module))
+        names = list(cases)
+    reports = gradcheck.run_all(names, args.seed, cases)
     if args.json:
         print(json.dumps([report.as_dict(args.rtol) for report in reports], indent=2))
     else:
         print(gradcheck.format_table(reports, args.rtol))
+        _print_failed_tensors(reports, args.rtol)
     return 0 if all(report.passed(args.rtol) for report in reports) else 1
+
+
+def _print_failed_tensors(reports, rtol):
+    """Below the table: each failed case's per-tensor rows, its worst entry first named."""
+    from npflows.testing.gradients import failure_message
+
+    for report in reports:
+        if report.tensors and not report.passed(rtol):
+            print("\n" + failure_message(report, rtol))
+
+
+def cmd_check_flow(args):
+    from npflows import registry
+    from npflows.testing import check_flow
+
+    factory = registry.load(args.factory, "check-flow")
+    model, K, length = check_flow.build(factory, args.seed, args.length, args.K)
+    rows = check_flow.check_flow(model, K, length, args.seed)
+    print(json.dumps(rows, indent=2) if args.json else check_flow.format_rows(rows))
+    return 1 if any(row["result"] == "FAIL" for row in rows) else 0
 
 
 def _device_options(dtype=True):
@@ -90,13 +118,38 @@ def build_parser(experiment_class=None, reproduction=None):
     audit.add_argument(
         "--case", action="append", help="audit only this case (repeatable); see --list"
     )
+    audit.add_argument(
+        "--module",
+        action="append",
+        metavar="PKG.MOD:FACTORY",
+        help="audit a user's module: FACTORY(rng) returns (module, *inputs) or a Case (repeatable)",
+    )
     audit.add_argument("--list", action="store_true", help="list the case names and exit")
     audit.add_argument("--seed", type=int, default=0, help="seed for shapes, inputs and cotangents")
     audit.add_argument("--rtol", type=float, default=1e-6, help="pass threshold on relative error")
     audit.set_defaults(run=cmd_gradcheck)
     add_reference_command(commands, _audit_cases)
+    _add_check_flow_command(commands)
     _add_compression_commands(commands)
     return parser
+
+
+def _add_check_flow_command(commands):
+    command = commands.add_parser(
+        "check-flow",
+        parents=[_device_options(dtype=False)],
+        help="check a user's flow: bijection, causal network, normalised, gradients",
+        description="Builds FACTORY(rng) (a flow, a FlowModel or a base) and runs the "
+        "npflows.testing assertions that apply to it (docs/testing.md); exits 1 if one fails.",
+    )
+    command.add_argument("factory", metavar="PKG.MOD:FACTORY")
+    command.add_argument("--K", type=positive_int, default=None, help="classes (default model.K)")
+    command.add_argument(
+        "--length", type=positive_int, default=None, help="sequence length (default base.length)"
+    )
+    command.add_argument("--seed", type=int, default=0, help="seed of the factory and the inputs")
+    command.add_argument("--json", action="store_true", help="print the results as JSON")
+    command.set_defaults(run=cmd_check_flow)
 
 
 # -- train / evaluate / sample: parse here, run in npflows.train ------------------------------
@@ -132,10 +185,7 @@ def experiment_from_argv(argv):
         return None
     from . import registry
 
-    try:
-        return registry.resolve(positionals[1])
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    return registry.resolve(positionals[1])
 
 
 _DATA_CHANGE_HELP = (
@@ -236,10 +286,7 @@ def reproduction_from_argv(argv):
         return None
     from . import reproduce
 
-    try:
-        return reproduce.resolve(positionals[1])
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    return reproduce.resolve(positionals[1])
 
 
 def _add_reproduce_command(commands, reproduction):
@@ -299,8 +346,8 @@ def _restore(args):
     state = checkpoint.load(args.checkpoint)
     try:
         experiment_class = registry.resolve(str(state.config.get("experiment")))
-    except ValueError as error:
-        raise UsageError(f"{args.checkpoint}: {error}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{args.checkpoint}: {error}") from None
     experiment, model = train.restore(
         experiment_class,
         state,

@@ -1,5 +1,6 @@
-"""`npflows train fullrank`: one column of paper Table 1 on one (D, K) row (runners/table1.py
-reproduces the whole table); the distribution, its samples and exact metrics are runners/fullrank.py."""
+"""`npflows train fullrank`: one column of paper Table 1 on one (D, K) row
+(runners/fullrank_reproduce.py reproduces the whole table); the distribution, its samples and
+exact metrics are runners/fullrank.py."""
 
 import numpy
 

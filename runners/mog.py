@@ -151,7 +151,7 @@ def negative_log_likelihood(table, samples):
         return float(-numpy.log(table[samples[:, 0], samples[:, 1]]).mean())
 
 
-# -- the experiment: `npflows train mog` (runners/figure2.py reproduces the figure) -----------
+# -- the experiment: `npflows train mog` (runners/mog_reproduce.py reproduces figure 2) ---------
 MODELS = ("factorized", "bipartite", "ar-flow")
 
 

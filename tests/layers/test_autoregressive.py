@@ -2,7 +2,6 @@
 
 import numpy
 import pytest
-from flow_builders import Ks, build_flow, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 from ste_reference import parameter_grads, transform_backward
@@ -11,6 +10,8 @@ import layers
 from layers.onehot import shift_right
 from npflows import nn
 from npflows.module import Module
+from npflows.testing import build_flow, random_ids
+from npflows.testing.strategies import Ks, seeds
 
 F64 = numpy.float64
 NETWORKS = ("autoregressive-mlp", "autoregressive-lstm", "autoregressive-transformer")

@@ -6,8 +6,6 @@ module that saves state in the usual way is covered without a test of its own.""
 import numpy
 import pytest
 
-import layers.cases  # noqa: F401  (registers the flow ops)
-import npflows.cases  # noqa: F401  (registers the engine's modules)
 from npflows import gradcheck
 
 

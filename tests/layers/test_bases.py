@@ -2,14 +2,14 @@
 
 import numpy
 import pytest
-from flow_builders import all_sequences, build_base, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
 from layers.bases import _inverse_cdf
-from layers.cases import Audited
 from npflows import gradcheck
+from npflows.testing import Audited, all_sequences, build_base, random_ids
+from npflows.testing.strategies import seeds
 from tests.fixtures.audit import entries_per_tensor
 from tests.fixtures.hypothesis_profiles import examples
 

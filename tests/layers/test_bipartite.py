@@ -2,13 +2,14 @@
 
 import numpy
 import pytest
-from flow_builders import MASK_CHOICES, Ks, build_flow, lengths, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 from ste_reference import parameter_grads, transform_backward
 
 import layers
 from layers.bipartite import kept_positions
+from npflows.testing import MASK_CHOICES, build_flow, random_ids
+from npflows.testing.strategies import Ks, lengths, seeds
 
 F64 = numpy.float64
 NETWORKS = ("bipartite-mlp", "bipartite-transformer")

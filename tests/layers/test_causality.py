@@ -4,7 +4,6 @@ their network, so any network keeps them bijections."""
 
 import numpy
 import pytest
-from flow_builders import Ks, all_sequences, random_ids, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +11,8 @@ import layers
 from layers.onehot import shift_right
 from npflows import nn
 from npflows.module import Module
+from npflows.testing import all_sequences, random_ids
+from npflows.testing.strategies import Ks, seeds
 
 F64 = numpy.float64
 

@@ -2,20 +2,13 @@
 
 import numpy
 import pytest
-from flow_builders import (
-    FLOW_KINDS,
-    MASK_CHOICES,
-    Ks,
-    at_least,
-    build_flow,
-    lengths,
-    random_ids,
-    seeds,
-)
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
+from npflows.testing import FLOW_KINDS, MASK_CHOICES, build_flow, random_ids
+from npflows.testing.strategies import Ks, lengths, seeds
+from tests.fixtures.hypothesis_profiles import at_least
 
 F64 = numpy.float64
 flow_args = dict(
@@ -86,7 +79,7 @@ def test_random_flows_are_not_the_identity(kind, scale):
 @given(K=st.integers(2, 16), seed=seeds)
 def test_a_flow_maps_all_sequences_onto_all_sequences(K, seed):
     """Bijectivity stated directly: forward is injective on the whole (small) space."""
-    from flow_builders import all_sequences
+    from npflows.testing import all_sequences
 
     length = 2 if K > 8 else 3
     everything = all_sequences(K, length)

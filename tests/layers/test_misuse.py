@@ -3,10 +3,10 @@ expected and what it got, instead of a numpy message from deep inside or a plaus
 
 import numpy
 import pytest
-from flow_builders import build_flow, random_ids
 
 import layers
 from layers.bipartite import kept_positions
+from npflows.testing import build_flow, random_ids
 
 F64 = numpy.float64
 K, D = 5, 4

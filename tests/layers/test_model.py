@@ -2,21 +2,15 @@
 
 import numpy
 import pytest
-from flow_builders import (
-    FLOW_KINDS,
-    MASK_CHOICES,
-    all_sequences,
-    at_least,
-    build_base,
-    build_flow,
-    seeds,
-)
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
 import npflows
 from npflows.module import Module
+from npflows.testing import FLOW_KINDS, MASK_CHOICES, all_sequences, build_base, build_flow
+from npflows.testing.strategies import seeds
+from tests.fixtures.hypothesis_profiles import at_least
 
 F64 = numpy.float64
 

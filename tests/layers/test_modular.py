@@ -4,7 +4,6 @@ import math
 
 import numpy
 import pytest
-from flow_builders import Ks, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from layers import (
     mod_reverse,
     one_hot,
 )
+from npflows.testing.strategies import Ks, seeds
 
 F64 = numpy.float64
 

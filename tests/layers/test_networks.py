@@ -2,11 +2,11 @@
 
 import numpy
 import pytest
-from flow_builders import seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
+from npflows.testing.strategies import seeds
 
 F64 = numpy.float64
 

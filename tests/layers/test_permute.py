@@ -2,11 +2,12 @@
 
 import numpy
 import pytest
-from flow_builders import Ks, random_ids, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
+from npflows.testing import random_ids
+from npflows.testing.strategies import Ks, seeds
 
 F64 = numpy.float64
 

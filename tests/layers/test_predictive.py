@@ -2,13 +2,15 @@
 gradient (docs/gradients.md (P2)) against finite differences, and exact invertibility."""
 
 import numpy
-from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
 from npflows import nn
+from npflows.testing import random_ids
+from npflows.testing.strategies import Ks, lengths, seeds
 from tests.fixtures.hypothesis_profiles import examples
+from tests.fixtures.predictive_training import train_predictive
 
 F64 = numpy.float64
 

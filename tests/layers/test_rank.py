@@ -5,11 +5,13 @@ import itertools
 
 import numpy
 import pytest
-from flow_builders import Ks, lengths, random_ids, seeds, train_predictive
 from hypothesis import given
 from hypothesis import strategies as st
 
 import layers
+from npflows.testing import random_ids
+from npflows.testing.strategies import Ks, lengths, seeds
+from tests.fixtures.predictive_training import train_predictive
 
 F64 = numpy.float64
 

@@ -6,9 +6,10 @@ import tracemalloc
 
 import numpy
 import pytest
-from flow_builders import F64, build_base, build_flow, random_ids
 
 import layers
+from npflows.testing import build_base, build_flow, random_ids
+from npflows.testing.builders import F64
 
 K, LENGTH, BATCH = 16, 8, 256
 

@@ -2,12 +2,12 @@
 
 import numpy
 import pytest
-from flow_builders import Ks, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 from layers import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
-from layers.straight_through import LinearisedArgmax
+from npflows.testing import LinearisedArgmax
+from npflows.testing.strategies import Ks, seeds
 
 temperatures = st.sampled_from([0.05, 0.1, 0.5, 1.0, 2.0])
 

@@ -1,24 +1,41 @@
-"""Every registered npflows module passes the float64 finite-difference audit, over random shapes."""
+"""Every gradient-audit case (npflows/testing/cases: the engine's modules and the flow layers)
+passes the float64 finite-difference audit over random shapes; the audit has teeth."""
 
 import numpy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import npflows.cases  # noqa: F401  (registers the cases)
+import layers
 from npflows import gradcheck
 from npflows.gradcheck import Case
 from npflows.module import Module
+from npflows.testing import Audited, linearise
+from npflows.testing.builders import F64
+from runners import cli
 from tests.fixtures.audit import entries_per_tensor
 from tests.fixtures.hypothesis_profiles import examples
-
-# the engine's own cases (tests/layers audits the flow ops; collection order must not matter)
-ENGINE_CASES = sorted(
-    name for name, build in gradcheck.CASES.items() if build.__module__.startswith("npflows.")
-)
+from tests.fixtures.user_modules import ForgetsTheNetworkPath
 
 
-@pytest.mark.parametrize("name", ENGINE_CASES)
+def test_every_flow_op_has_an_audit_case():
+    expected = {
+        "OneHotShift(reverse)",
+        "OneHotShift(forward)",
+        "OneHotScale(reverse)",
+        "OneHotScale(forward)",
+        "SoftmaxTemperature(masked)",
+        "FactorizedCategorical",
+        "AutoregressiveCategorical",
+        "AutoregressiveFlow(MLP, STE)",
+        "BipartiteFlow(MLP, STE)",
+        "Permute.reverse",
+        "FlowModel(stack, STE)",
+    }
+    assert expected <= set(gradcheck.CASES)
+
+
+@pytest.mark.parametrize("name", sorted(gradcheck.CASES))
 @examples(4)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_backward_matches_finite_differences(name, seed):
@@ -123,3 +140,23 @@ def test_audit_perturbs_min_of_size_and_max_entries_distinct_entries_each_both_w
     for tensor, expected in (("input", 30), ("weight", 25)):
         entries = [entry for name, entry in module.perturbed if name == tensor]
         assert len(set(entries)) == expected and len(entries) == 2 * expected  # +h and -h per entry
+
+
+def _surrogate_case(flow_class):
+    K, length = 6, 3
+    network = layers.CausalMLP(length, K, 8, K, rng=1, dtype=F64)
+    flow = linearise(flow_class(network, K))
+    y = layers.one_hot(numpy.random.default_rng(2).integers(0, K, (2, length)), K, F64)
+    return Case(Audited(flow, flow._reverse_one_hot), (y,))
+
+
+def test_the_surrogate_audit_catches_a_wrong_flow_backward():
+    good = gradcheck.check_case("good", _surrogate_case(layers.DiscreteAutoregressiveFlow))
+    bad = gradcheck.check_case("bad", _surrogate_case(ForgetsTheNetworkPath))
+    assert good.passed() and not bad.passed()
+    assert bad.max_rel_error > 1e-3
+
+
+def test_npflows_gradcheck_lists_every_case_of_the_table(capsys):
+    assert cli.main(["gradcheck", "--list"]) == 0
+    assert capsys.readouterr().out.split("\n")[:-1] == sorted(gradcheck.CASES)

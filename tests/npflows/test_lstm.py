@@ -1,4 +1,4 @@
-"""LSTM properties beyond the finite-difference audit (cases `LSTM*` in npflows/cases/lstm.py).
+"""LSTM properties beyond the finite-difference audit (npflows/testing/cases/lstm.py: `LSTM*`).
 
 Tolerances: where two float64 computations do the same arithmetic in the same order except for
 the input-to-hidden GEMM (over T*B rows in forward, B rows in step or T/2*B rows per half),

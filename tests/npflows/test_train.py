@@ -264,6 +264,7 @@ def test_cli_reports_bad_checkpoints_and_names_without_a_traceback(tmp_path, cap
         "no_such_experiment",
         "tests.fixtures.no_such_module:Experiment",
         "tests.fixtures:blobs",
+        "tests.fixtures.hypothesis_profiles:CI_EXAMPLES",
     ):
         assert (
             cli.main(["train", name, "--steps", "1", "--batch-size", "1", "--out", str(tmp_path)])
@@ -276,7 +277,8 @@ def test_cli_reports_bad_checkpoints_and_names_without_a_traceback(tmp_path, cap
     )
     assert (
         "no module 'tests.fixtures.no_such_module'" in errors
-        and "subclass of npflows.train.Experiment" in errors
+        and "module 'tests.fixtures' has no attribute 'blobs'" in errors
+        and "CI_EXAMPLES to be a subclass of npflows.train.Experiment, got int" in errors
     )
     assert "Traceback" not in errors
 

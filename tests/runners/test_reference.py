@@ -230,7 +230,6 @@ def test_export_of_an_unknown_case_or_into_a_file_is_one_error_line(tmp_path):
 
 
 def test_case_names_that_would_share_a_file_are_refused():
-    import npflows.cases  # noqa: F401  (registers Dense)
     from npflows.gradcheck import CASES
 
     clashing = {"Dense(a, b)": CASES["Dense"], "Dense a b": CASES["Dense"]}

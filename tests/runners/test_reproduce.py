@@ -258,7 +258,7 @@ def test_figure2_writes_its_png_and_three_nlls(tmp_path):
 
 def test_unknown_names_and_options_are_usage_errors(capsys, tmp_path):
     assert cli.main(["reproduce", "table9"]) == 2
-    assert "unknown name 'table9'; expected one of [" in capsys.readouterr().err
+    assert "unknown reproduction 'table9'; expected one of [" in capsys.readouterr().err
     assert (
         cli.main(
             [
