@@ -11,6 +11,7 @@ from .bases import AutoregressiveCategorical, FactorizedCategorical
 from .bipartite import DiscreteBipartiteFlow
 from .causality import check_causal
 from .conditioning import Conditioned
+from .flow_spec import FlowStackSpec, base_side_log_frequencies, build_flow_stack, flow_masks
 from .location_scale import LocationScale
 from .model import FlowModel
 from .modular import (
@@ -30,6 +31,7 @@ from .networks import (
     MaskedDense,
     StridedNetwork,
 )
+from .objective import AuxiliaryCrossEntropy, FlowObjective, flow_objective
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
@@ -71,4 +73,11 @@ __all__ = [
     "RankBipartiteFlow",
     "RankTransform",
     "check_causal",
+    "FlowStackSpec",
+    "build_flow_stack",
+    "base_side_log_frequencies",
+    "flow_masks",
+    "AuxiliaryCrossEntropy",
+    "FlowObjective",
+    "flow_objective",
 ]

@@ -250,7 +250,8 @@ class StridedNetwork(Module):
     masks: flow l transforms d = 2^l mod 2^(l+1), on the grid of stride 2^l), the network reads
     the coarser kept positions (d = 0 mod 2^(l+1)) and ignores the finer ones, at 1/stride of the
     sequence's cost. Any function of the kept positions keeps the flow a bijection, so this one
-    does. `output` is inner's output layer (what identity and rank initialisation set).
+    does. Its parameters are inner's (no handle of its own on inner's output layer: a builder
+    sets that layer before wrapping, layers/flow_spec.py).
     """
 
     causal = False
@@ -261,7 +262,6 @@ class StridedNetwork(Module):
                 f"StridedNetwork: expected stride >= 1 and 0 <= offset < stride, got {stride}, {offset}"
             )
         self.inner, self.stride, self.offset = inner, int(stride), int(offset)
-        self.output = getattr(inner, "output", None)
 
     def forward(self, x):
         xp = backend.array_module(x)
