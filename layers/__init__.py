@@ -30,6 +30,7 @@ from .networks import (
     LSTMNetwork,
     MaskedDense,
     StridedNetwork,
+    zero_output_layers,
 )
 from .objective import AuxiliaryCrossEntropy, FlowObjective, flow_objective
 from .onehot import one_hot, to_ids
@@ -66,6 +67,7 @@ __all__ = [
     "LSTMNetwork",
     "BidirectionalLSTMNetwork",
     "StridedNetwork",
+    "zero_output_layers",
     "PrefixTable",
     "Conditioned",
     "PredictiveNetwork",

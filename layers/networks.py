@@ -118,6 +118,10 @@ class CausalMLP(Module):
         ) + self.direct.forward(flat)
         return out.reshape(x.shape[0], self.length, self.out_features)
 
+    def output_layers(self):
+        """The layers whose outputs are the logits: what identity initialisation zeroes."""
+        return [self.second, self.direct]
+
     def backward(self, grad_out):
         # docs/gradients.md#masked-dense: the chain rule through the two paths, summed
         flat_grad = grad_out.reshape(grad_out.shape[0], -1)
@@ -145,6 +149,10 @@ class MLP(Module):
         return self.body.forward(x.reshape(x.shape[0], -1)).reshape(
             x.shape[0], self.length, self.out_features
         )
+
+    def output_layers(self):
+        """The layers whose outputs are the logits: what identity initialisation zeroes."""
+        return [self.body.layers[-1]]
 
     def backward(self, grad_out):
         # docs/gradients.md#sequential, through the flattening reshape
@@ -180,6 +188,10 @@ class LSTMNetwork(Module):
         hidden_states, _ = self.lstm.forward(x, state)
         self._saved = state is not None
         return self.output.forward(hidden_states)
+
+    def output_layers(self):
+        """The layers whose outputs are the logits: what identity initialisation zeroes."""
+        return [self.output]
 
     def backward(self, grad_logits):
         # docs/gradients.md#lstm, then #dense: the chain rule
@@ -240,6 +252,14 @@ class BidirectionalLSTMNetwork(Module):
         )
         grad_embedded += grad_reversed[:, ::-1]
         return self.embedding.backward(grad_embedded)
+
+
+def zero_output_layers(network):
+    """Zero every parameter of `network.output_layers()`: all-zero logits, whose argmax (ties go
+    to the lowest index) is a shift by 0, so a flow over the network starts as the identity."""
+    for layer in network.output_layers():
+        for param in layer.parameters():
+            param.data[...] = 0
 
 
 class StridedNetwork(Module):

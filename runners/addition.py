@@ -175,13 +175,7 @@ class AdditionModel(Module):
                 self._conditioned.append((network, False))
         if identity_init:  # zero output layers: all location logits tie, argmax 0, each flow starts as the identity
             for network, _ in self._conditioned:
-                output = (
-                    network.network.output
-                    if variant == "ar-flow"
-                    else network.network.body.layers[-1]
-                )
-                for param in output.parameters():
-                    param.data[...] = 0
+                layers.zero_output_layers(network)
         self.flow_model = layers.FlowModel(flows, base)
 
     def _encode(self, a, b):

@@ -203,15 +203,11 @@ class MixtureOfGaussians(Experiment):
         if model == "bipartite":  # x (position 0) kept: y's location is a function of x
             network = layers.MLP(2, NUM_BINS, hidden, NUM_BINS, rng=rng)
             flow = layers.DiscreteBipartiteFlow(network, NUM_BINS, "even", temperature=temperature)
-            output_layers = [network.body.layers[-1]]
         else:
             network = layers.CausalMLP(2, NUM_BINS, hidden, NUM_BINS, rng=rng)
             flow = layers.DiscreteAutoregressiveFlow(network, NUM_BINS, temperature=temperature)
-            output_layers = [network.second, network.direct]
         if self.options.flow_init == "identity":
-            for layer in output_layers:  # zero logits: shift 0, the flow starts as the identity
-                for param in layer.parameters():
-                    param.data[...] = 0
+            layers.zero_output_layers(network)  # shift 0: the flow starts as the identity
         return layers.FlowModel([flow], base)
 
     @property

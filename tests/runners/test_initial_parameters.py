@@ -52,6 +52,11 @@ CASES = {
         "944a966acf146b99",
     ),
     "addition-ar-flow": ("addition", [*ADDITION, "--model", "ar-flow"], "0fcb9b88d73e5ce7"),
+    "addition-ar-flow-identity": (
+        "addition",
+        [*ADDITION, "--model", "ar-flow", "--flow-init", "identity"],
+        "8bde71370f73349c",
+    ),
     "potts-ar-flow": ("potts", [*POTTS, "--min-count", "2"], "71dc1406fad88d40"),
     "mog-bipartite": ("mog", MOG, "db843fe80a339cf5"),
     "mog-ar-flow": ("mog", [*MOG, "--model", "ar-flow"], "cbfc284c1739641e"),
