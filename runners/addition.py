@@ -7,7 +7,6 @@ order of an autoregressive base, which is the point of the experiment.
 Operands are uniform over all 10^D digit strings (leading zeros allowed).
 """
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy
@@ -17,10 +16,9 @@ from layers.conditioning import Conditioned
 from npflows import backend, init, nn
 from npflows.init import as_generator
 from npflows.module import Module
-from npflows.train import Experiment
 
 from .argtypes import positive_int
-from .options import add_options, option, read_options
+from .options import OptionsExperiment, option
 
 NUM_CLASSES = 10  # K: decimal digits
 
@@ -266,16 +264,14 @@ class AdditionOptions:
     )
 
 
-class AdditionExperiment(Experiment):
+class AdditionExperiment(OptionsExperiment):
     """`npflows train addition`: NLL in nats of the D-digit sum given the two numbers."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        add_options(parser, AdditionOptions)
+    Options = AdditionOptions
 
     def __init__(self, config):
-        self.options = options = read_options(AdditionOptions, config)
-        super().__init__({**config, **dataclasses.asdict(options)})
+        super().__init__(config)
+        options = self.options
         self.digits = int(options.digits)
         parse_variant(options.model)
         rng = numpy.random.default_rng(numpy.random.SeedSequence(options.data_seed))

@@ -23,12 +23,12 @@ import numpy
 
 import layers
 from npflows import backend, optim
-from npflows.train import ConfigError, Experiment
+from npflows.train import ConfigError
 
 from . import chardata
 from .argtypes import non_negative_int, open_fraction, positive_int
 from .lstm_language_model import LSTMLanguageModel
-from .options import add_options, option, read_options
+from .options import OptionsExperiment, option
 
 MODELS = ("flow", "factorized", "lstm")
 DATASETS = ("ptb-dev", "ptb", "text8", "textfile")
@@ -190,17 +190,14 @@ def load_data(options):
     return loader(path, seq_len=options.seq_len)
 
 
-class CharLM(Experiment):
+class CharLM(OptionsExperiment):
     """See the module docstring. Metrics: `<split>_bpc` for every held-out split, and the
     closed-form factorised optimum `<split>_factorized_optimum_bpc` beside it."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        add_options(parser, CharLMOptions)
+    Options = CharLMOptions
 
     def __init__(self, config):
-        self.options = read_options(CharLMOptions, config)
-        super().__init__({**config, **dataclasses.asdict(self.options)})
+        super().__init__(config)
         self.data = load_data(self.options)
         self.train_split = self.data["train"]
         self.K, self.length = self.train_split.vocab_size, self.train_split.tokens.shape[1]

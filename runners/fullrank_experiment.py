@@ -2,14 +2,13 @@
 (runners/fullrank_reproduce.py reproduces the whole table); the distribution, its samples and
 exact metrics are runners/fullrank.py."""
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy
 
 import layers
 from npflows import backend, nn, optim
-from npflows.train import ConfigError, Experiment
+from npflows.train import ConfigError
 
 from . import fullrank_divergence
 from .argtypes import non_negative_int, positive_int
@@ -21,7 +20,7 @@ from .fullrank import (
     sample_indices,
     sequences_of,
 )
-from .options import add_options, option, read_options
+from .options import OptionsExperiment, option
 
 # Table 1's columns in its order, with the size control after the autoregressive flow: "ar-base-2x"
 # is the autoregressive base with twice the Transformer blocks, within 3% of the autoregressive
@@ -104,7 +103,7 @@ class FullRankOptions:
     )
 
 
-class FullRank(Experiment):
+class FullRank(OptionsExperiment):
     """One column of Table 1 on one (D, K) row. The data: a Dirichlet(1) distribution over the
     K^D outcomes (drawn from --data-seed) and i.i.d. training and held-out samples from it.
     Networks (paper sec. 4.1): Transformers with d_model 64 (`--d-model`), causal for the
@@ -123,13 +122,11 @@ class FullRank(Experiment):
     on --estimate-samples fresh outcomes with its standard error (estimated_nll, estimated_kl,
     estimated_kl_stderr; runners/fullrank_divergence.py)."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        add_options(parser, FullRankOptions)
+    Options = FullRankOptions
 
     def __init__(self, config):
-        self.options = options = read_options(FullRankOptions, config)
-        super().__init__({**config, **dataclasses.asdict(options)})
+        super().__init__(config)
+        options = self.options
         self.D, self.K = options.dimension, options.classes
         if options.estimate_samples < 2:  # a standard error needs two; the parser refuses < 1
             raise ConfigError(

@@ -15,7 +15,6 @@ Because a component is isotropic, its truncated density factorises over x and y,
 what makes the per-coordinate redraw and the exact table below valid.
 """
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,10 +23,9 @@ import numpy
 import layers
 from npflows import backend, optim
 from npflows.init import as_generator
-from npflows.train import Experiment
 
 from .argtypes import positive_int
-from .options import add_options, option, read_options
+from .options import OptionsExperiment, option
 
 NUM_COMPONENTS = 8
 RADIUS = 2.0
@@ -176,19 +174,17 @@ class MixtureOfGaussiansOptions:
     data_seed: int = option(0, "seed of the training and held-out draws", type=int)
 
 
-class MixtureOfGaussians(Experiment):
+class MixtureOfGaussians(OptionsExperiment):
     """A factorised base over (x bin, y bin), alone or under one flow that shifts y by a
     location computed from x (bipartite with x kept, or autoregressive; for D = 2 the two are
     the same model, paper Figure 2). Metrics in nats: train and held-out NLL on samples, the
     exact expected NLL -sum p log q over all 8100 cells, and the data's entropy (its floor)."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        add_options(parser, MixtureOfGaussiansOptions)
+    Options = MixtureOfGaussiansOptions
 
     def __init__(self, config):
-        self.options = options = read_options(MixtureOfGaussiansOptions, config)
-        super().__init__({**config, **dataclasses.asdict(options)})
+        super().__init__(config)
+        options = self.options
         streams = numpy.random.SeedSequence(options.data_seed).spawn(2)
         self.train_ids = sample(options.train_samples, numpy.random.default_rng(streams[0]))
         self.heldout_ids = sample(options.heldout_samples, numpy.random.default_rng(streams[1]))

@@ -14,7 +14,6 @@ Sampler conventions (the paper says only "500 steps of Metropolis-Hastings"):
   with probability min(1, exp(-dE)).
 """
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,10 +24,9 @@ import layers
 from layers.prefix_table import PrefixTable
 from npflows import backend
 from npflows.init import as_generator
-from npflows.train import Experiment
 
 from .argtypes import non_negative_int, positive_int
-from .options import add_options, option, read_options
+from .options import OptionsExperiment, option
 
 # exact_distribution enumerates q^(L*L) states up to this many (3x3 with q = 5 is 1,953,125).
 MAX_ENUMERATED_STATES = 2_000_000
@@ -302,16 +300,14 @@ class PottsOptions:
     lr: float = option(1e-2, "Adam learning rate", type=float)
 
 
-class PottsExperiment(Experiment):
+class PottsExperiment(OptionsExperiment):
     """`npflows train potts`: NLL in nats of Metropolis-Hastings samples of a q-state Potts lattice."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        add_options(parser, PottsOptions)
+    Options = PottsOptions
 
     def __init__(self, config):
-        self.options = options = read_options(PottsOptions, config)
-        super().__init__({**config, **dataclasses.asdict(options)})
+        super().__init__(config)
+        options = self.options
         self.q, self.side, self.coupling = (
             options.states,
             options.side,

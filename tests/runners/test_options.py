@@ -11,21 +11,9 @@ import pytest
 
 from runners import registry
 from runners.options import read_options
-from tests.fixtures.tiny_experiment import TinyClassifier, TinyClassifierOptions
+from tests.fixtures.tiny_experiment import TinyClassifier
 
 RUNNERS = Path(__file__).resolve().parents[2] / "runners"
-
-
-def _options_class(experiment_class):
-    if experiment_class is TinyClassifier:
-        return TinyClassifierOptions
-    module = __import__(experiment_class.__module__, fromlist=["_"])
-    (found,) = [
-        value
-        for name, value in vars(module).items()
-        if name.endswith("Options") and dataclasses.is_dataclass(value)
-    ]
-    return found
 
 
 EXPERIMENTS = {name: registry.resolve(name) for name in registry.names()}
@@ -34,14 +22,14 @@ EXPERIMENTS["tests.fixtures.tiny_experiment:TinyClassifier"] = TinyClassifier
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_every_argparse_default_is_the_options_field_default(name):
+    """And the experiment's config carries them: what the run used, in config.json."""
     experiment_class = EXPERIMENTS[name]
     parser = argparse.ArgumentParser()
     experiment_class.add_arguments(parser)
     parsed = vars(parser.parse_args([]))
-    fields = {
-        field.name: field.default for field in dataclasses.fields(_options_class(experiment_class))
-    }
+    fields = {field.name: field.default for field in dataclasses.fields(experiment_class.Options)}
     assert parsed == fields
+    assert dataclasses.asdict(experiment_class.Options()) == fields
 
 
 @pytest.mark.parametrize("name", ["charlm", "potts", "fullrank"])
@@ -54,12 +42,12 @@ def test_the_defaults_the_published_runs_used_are_the_ones_stated(name):
         "potts": {"identity_margin": 1.0, "min_count": 100},
         "fullrank": {"aux_weight": 1.0, "flows": 4},
     }[name]
-    defaults = _options_class(EXPERIMENTS[name])()
+    defaults = EXPERIMENTS[name].Options()
     assert {key: getattr(defaults, key) for key in expected} == expected
 
 
 def test_a_missing_or_none_config_value_takes_the_field_default():
-    options = read_options(TinyClassifierOptions, {"hidden": None, "lr": 0.5, "seed": 3})
+    options = read_options(TinyClassifier.Options, {"hidden": None, "lr": 0.5, "seed": 3})
     assert (options.hidden, options.lr, options.cosine) == (16, 0.5, False)
 
 
