@@ -28,18 +28,19 @@ class AuxiliaryCrossEntropy(Module):
             if not isinstance(flow, PredictiveBipartiteFlow):
                 continue
             pred, target, transformed = flow.prediction()
-            cross_entropy = nn.SoftmaxCrossEntropy(reduction="none")
-            per_row = cross_entropy.forward(pred, target, mask=transformed).sum(axis=1)
+            per_position = -(nn.log_softmax(pred) * target).sum(axis=-1)  # (B, D)
+            per_row = (per_position * transformed).sum(axis=1)
             aux = per_row if aux is None else aux + per_row
-            terms.append((flow.network, cross_entropy))
+            terms.append((flow.network, nn.softmax(pred), target, transformed[..., None]))
         self._saved = terms
         return aux
 
     def backward(self, grad_aux):
-        # docs/gradients.md#cross-entropy, eq. (C1), per flow: the targets are data
-        for network, cross_entropy in self._take_saved():
-            grad_pred, _ = cross_entropy.backward(grad_aux[:, None])
-            network.add_prediction_grad(grad_pred)
+        # docs/gradients.md#cross-entropy, eq. (C1), per flow (the targets are data): the
+        # operations, in their order, of the backward that used to add this term, so float32
+        # training is unchanged to the bit
+        for network, probs, target, transformed in self._take_saved():
+            network.add_prediction_grad((probs - target) * transformed * grad_aux[:, None, None])
 
 
 class FlowObjective(Module):
