@@ -136,13 +136,21 @@ class PredictiveNetwork(Module):
 
 class PredictiveBipartiteFlow(DiscreteBipartiteFlow):
     """DiscreteBipartiteFlow over a PredictiveNetwork: `prediction()` after the training pass
-    gives what the network predicted and what it should have (the flow's data-side y)."""
+    gives what the network predicted and what it should have (the flow's data-side y, kept in
+    the saved state beside the mask, so clear_saved drops it too)."""
+
+    def _reverse_ids(self, y, y_one_hot):
+        x = super()._reverse_ids(y, y_one_hot)
+        self._saved = (*self._saved[:-1], None, self._saved[-1])  # one shape on both routes
+        return x
 
     def _reverse_one_hot(self, y, exact=False):
-        self._target = y
-        return super()._reverse_one_hot(y, exact)
+        x = super()._reverse_one_hot(y, exact)
+        self._saved = (*self._saved[:-1], y, self._saved[-1])
+        return x
 
     def prediction(self):
-        """(pred (B, D, K), target y (B, D, K), transformed (B, D)) of the last training pass."""
+        """(pred (B, D, K), target y (B, D, K), transformed (B, D)) of the training pass that
+        backward has yet to consume."""
         pred, transformed = self.network.prediction()
-        return pred, self._target, transformed
+        return pred, self._saved[-2], transformed
