@@ -83,7 +83,7 @@ def main(argv=None):
 
     import layers
     from npflows import backend, checkpoint, train
-    from runners import charlm, charlm_flows, lstm_language_model, registry
+    from runners import charlm, lstm_language_model, registry
 
     backend.set_default_dtype("float32")
     rng = numpy.random.default_rng(0)
@@ -99,6 +99,8 @@ def main(argv=None):
 
     models, notes = {}, {}
     options = {
+        "K": args.K,
+        "length": args.length,
         "num_flows": args.flows,
         "embedding": args.lstm_embedding,
         "hidden": args.lstm_hidden,
@@ -107,7 +109,7 @@ def main(argv=None):
     if args.flow_checkpoint:
         models["a"], notes["a"] = restore(args.flow_checkpoint)
     else:
-        models["a"] = charlm_flows.build_flow_model(args.K, args.length, options, rng).eval()
+        models["a"] = layers.build_flow_stack(layers.FlowStackSpec(**options), rng).eval()
         notes["a"] = (
             f"{args.flows} flows, BiLSTM embedding {args.lstm_embedding}, hidden {args.lstm_hidden} per direction"
         )
@@ -121,7 +123,7 @@ def main(argv=None):
             filter=args.tf_filter,
             heads=args.tf_heads,
         )
-        models["b"] = charlm_flows.build_flow_model(args.K, args.length, options, rng).eval()
+        models["b"] = layers.build_flow_stack(layers.FlowStackSpec(**options), rng).eval()
         notes["b"] = (
             f"{args.flows} flows, Transformer {args.tf_layers} layers, {args.tf_width} wide, "
             f"filter {args.tf_filter}, {args.tf_heads} heads"

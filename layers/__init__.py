@@ -11,6 +11,7 @@ from .bases import AutoregressiveCategorical, FactorizedCategorical
 from .bipartite import DiscreteBipartiteFlow
 from .causality import check_causal
 from .conditioning import Conditioned
+from .flow_spec import FlowStackSpec, base_side_log_frequencies, build_flow_stack, flow_masks
 from .location_scale import LocationScale
 from .model import FlowModel
 from .modular import (
@@ -29,7 +30,9 @@ from .networks import (
     LSTMNetwork,
     MaskedDense,
     StridedNetwork,
+    zero_output_layers,
 )
+from .objective import AuxiliaryCrossEntropy, FlowObjective, flow_objective
 from .onehot import one_hot, to_ids
 from .permute import Permute, Reverse
 from .predictive import PredictiveBipartiteFlow, PredictiveNetwork
@@ -64,6 +67,7 @@ __all__ = [
     "LSTMNetwork",
     "BidirectionalLSTMNetwork",
     "StridedNetwork",
+    "zero_output_layers",
     "PrefixTable",
     "Conditioned",
     "PredictiveNetwork",
@@ -71,4 +75,11 @@ __all__ = [
     "RankBipartiteFlow",
     "RankTransform",
     "check_causal",
+    "FlowStackSpec",
+    "build_flow_stack",
+    "base_side_log_frequencies",
+    "flow_masks",
+    "AuxiliaryCrossEntropy",
+    "FlowObjective",
+    "flow_objective",
 ]

@@ -101,7 +101,7 @@ class DiscreteBipartiteFlow(NetworkFlow):
 
     def backward(self, grad_x):
         # docs/gradients.md#discrete-bipartite-flow, eqs. (BP1)-(BP2)
-        (keep,) = self._take_one_hot_saved(grad_x)
+        keep = self._take_one_hot_saved(grad_x)[0]  # a predictive flow also saves its target
         grad_y_transformed, grad_logits = self.transform.backward((1 - keep) * grad_x)
         grad_conditioning = self.network.backward(grad_logits)
         return keep * grad_x + grad_y_transformed + keep * grad_conditioning

@@ -31,6 +31,10 @@ class Conditioned(Module):
         )  # the wrapped network's declaration, none by default
         self.condition, self._position = None, 0
 
+    def output_layers(self):
+        """The wrapped network's output layers (what identity initialisation zeroes)."""
+        return self.network.output_layers()
+
     def set_condition(self, condition):
         """condition: (B, D, C) floats, kept until the next call."""
         expect_float(self, condition)

@@ -118,6 +118,10 @@ class CausalMLP(Module):
         ) + self.direct.forward(flat)
         return out.reshape(x.shape[0], self.length, self.out_features)
 
+    def output_layers(self):
+        """The layers whose outputs are the logits: what identity initialisation zeroes."""
+        return [self.second, self.direct]
+
     def backward(self, grad_out):
         # docs/gradients.md#masked-dense: the chain rule through the two paths, summed
         flat_grad = grad_out.reshape(grad_out.shape[0], -1)
@@ -145,6 +149,10 @@ class MLP(Module):
         return self.body.forward(x.reshape(x.shape[0], -1)).reshape(
             x.shape[0], self.length, self.out_features
         )
+
+    def output_layers(self):
+        """The layers whose outputs are the logits: what identity initialisation zeroes."""
+        return [self.body.layers[-1]]
 
     def backward(self, grad_out):
         # docs/gradients.md#sequential, through the flattening reshape
@@ -180,6 +188,10 @@ class LSTMNetwork(Module):
         hidden_states, _ = self.lstm.forward(x, state)
         self._saved = state is not None
         return self.output.forward(hidden_states)
+
+    def output_layers(self):
+        """The layers whose outputs are the logits: what identity initialisation zeroes."""
+        return [self.output]
 
     def backward(self, grad_logits):
         # docs/gradients.md#lstm, then #dense: the chain rule
@@ -242,6 +254,14 @@ class BidirectionalLSTMNetwork(Module):
         return self.embedding.backward(grad_embedded)
 
 
+def zero_output_layers(network):
+    """Zero every parameter of `network.output_layers()`: all-zero logits, whose argmax (ties go
+    to the lowest index) is a shift by 0, so a flow over the network starts as the identity."""
+    for layer in network.output_layers():
+        for param in layer.parameters():
+            param.data[...] = 0
+
+
 class StridedNetwork(Module):
     """(B, D, K) -> (B, D, out): `inner` applied to positions offset, offset + stride, ... only.
 
@@ -250,7 +270,8 @@ class StridedNetwork(Module):
     masks: flow l transforms d = 2^l mod 2^(l+1), on the grid of stride 2^l), the network reads
     the coarser kept positions (d = 0 mod 2^(l+1)) and ignores the finer ones, at 1/stride of the
     sequence's cost. Any function of the kept positions keeps the flow a bijection, so this one
-    does. `output` is inner's output layer (what identity and rank initialisation set).
+    does. Its parameters are inner's (no handle of its own on inner's output layer: a builder
+    sets that layer before wrapping, layers/flow_spec.py).
     """
 
     causal = False
@@ -261,7 +282,6 @@ class StridedNetwork(Module):
                 f"StridedNetwork: expected stride >= 1 and 0 <= offset < stride, got {stride}, {offset}"
             )
         self.inner, self.stride, self.offset = inner, int(stride), int(offset)
-        self.output = getattr(inner, "output", None)
 
     def forward(self, x):
         xp = backend.array_module(x)

@@ -2,8 +2,9 @@
 
 The straight-through gradient alone does not move a bipartite flow's network away from the identity
 (docs/results.md): PredictiveNetwork turns the network's output into a prediction of the symbols the
-flow transforms, whose argmax is shifted to a fixed anchor symbol, and adds a cross-entropy on that
-prediction to the backward pass. The flow stays a bijection; only its training signal changes.
+flow transforms, whose argmax is shifted to a fixed anchor symbol; the objective's auxiliary
+cross-entropy on that prediction (layers/objective.py) trains it. The flow stays a bijection; only
+its training signal changes.
 """
 
 import numpy
@@ -20,10 +21,10 @@ class PredictiveNetwork(Module):
 
     `inner` outputs prediction logits `pred` (B, D, K) (then the scale logits, with scale on);
     the location logits are pred rolled by `anchor`: loc[s] = pred[(s + anchor) mod K], so the
-    argmax shift maps a correctly predicted character y to x = y - (y - anchor) = anchor. While
-    training, `aux_weight * aux_scale * CE(softmax(pred), y)` at the transformed positions (the
-    all-zero rows of the input) joins the straight-through gradient: set `target` (the flow's
-    y, one-hot) before forward (PredictiveBipartiteFlow does) and `aux_scale` per batch.
+    argmax shift maps a correctly predicted character y to x = y - (y - anchor) = anchor. What
+    trains the prediction is the objective's auxiliary cross-entropy (layers/objective.py): it
+    reads `prediction()` after the training forward and hands its gradient back through
+    `add_prediction_grad`, which the next backward adds to the straight-through one.
     `ste_weight` scales the straight-through gradient that reaches the network through the
     location logits (1: the flow's own gradient; 0: the network is trained by the auxiliary loss
     alone, a pure predictor, while the likelihood and everything else stay as they are).
@@ -41,21 +42,18 @@ class PredictiveNetwork(Module):
 
     GATE_LEAD = 10.0
 
-    def __init__(
-        self, inner, K, anchor, aux_weight=0.0, ste_weight=1.0, confidence=0.0, second_choice=False
-    ):
+    def __init__(self, inner, K, anchor, ste_weight=1.0, confidence=0.0, second_choice=False):
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(
                 f"PredictiveNetwork: expected a confidence in [0, 1], got {confidence}"
             )
-        self.inner, self.K, self.anchor, self.aux_weight = inner, K, int(anchor), float(aux_weight)
+        self.inner, self.K, self.anchor = inner, K, int(anchor)
         self.ste_weight, self.confidence, self.second_choice = (
             float(ste_weight),
             float(confidence),
             bool(second_choice),
         )
-        self.output = getattr(inner, "output", None)  # what identity initialisation zeroes
-        self.target, self.aux_scale = None, 0.0
+        self._prediction_grad = None
         self._roll = (numpy.arange(K) + self.anchor) % K
 
     def forward(self, x):
@@ -68,24 +66,37 @@ class PredictiveNetwork(Module):
             rolled = xp.concatenate(
                 [logits[..., : self.K][..., roll], logits[..., self.K :]], axis=-1
             )
-        gate, probs = None, None
-        if self.confidence > 0.0 or (self.target is not None and self.aux_weight):
-            probs = nn.softmax(logits[..., : self.K])  # the gate's and the auxiliary loss's
+        gate = None
         if self.confidence > 0.0:
-            gate = probs.max(axis=-1) < self.confidence  # (B, D)
+            gate = nn.softmax(logits[..., : self.K]).max(axis=-1) < self.confidence  # (B, D)
             # the identity: location 0 (and scale 1) by a clear lead; where, not a boolean-mask
             # assignment, which would wait for the device to count the gated positions
             rolled = xp.where(gate[..., None], 0.0, rolled).astype(rolled.dtype, copy=False)
             rolled[..., 0] += gate * self.GATE_LEAD
             if rolled.shape[-1] == 2 * self.K:
                 rolled[..., self.K + 1] += gate * self.GATE_LEAD
-        self._saved = (x, logits, probs, self.target, gate)
-        self.target = None
+        self._saved = (x, logits, gate)
+        self._prediction_grad = None
         return rolled
 
+    def prediction(self):
+        """(pred (B, D, K), transformed (B, D)) of the forward that backward has yet to consume:
+        the prediction logits and 1 at the positions the flow transforms (the all-zero rows of
+        the input), what the auxiliary cross-entropy scores."""
+        x, logits, _ = self._saved
+        return logits[..., : self.K], (x.sum(axis=-1) == 0).astype(x.dtype)
+
+    def add_prediction_grad(self, grad_pred):
+        """Add dL/dpred (B, D, K) of a loss on `prediction()` to what backward passes to inner."""
+        if self._prediction_grad is None:
+            self._prediction_grad = grad_pred
+        else:
+            self._prediction_grad = self._prediction_grad + grad_pred
+
     def backward(self, grad_rolled):
-        # loc[s] = pred[roll[s]]: the gradient goes back through the inverse permutation; then + the auxiliary CE's
-        x, logits, probs, target, gate = self._take_saved()
+        # loc[s] = pred[roll[s]]: the gradient goes back through the inverse permutation, plus
+        # the auxiliary cross-entropy's (add_prediction_grad; docs/gradients.md#cross-entropy)
+        x, logits, gate = self._take_saved()
         xp = backend.array_module(grad_rolled)
         grad = xp.empty_like(logits)
         if self.second_choice:  # piecewise constant in the prediction: no straight-through term
@@ -103,11 +114,9 @@ class PredictiveNetwork(Module):
             )
             if self.ste_weight != 1.0:
                 grad *= self.ste_weight
-        if target is not None and self.aux_weight and self.aux_scale:
-            transformed = (x.sum(axis=-1, keepdims=True) == 0).astype(x.dtype)
-            grad[..., : self.K] += (
-                (probs - target) * transformed * (self.aux_weight * self.aux_scale)
-            )
+        if self._prediction_grad is not None:
+            grad[..., : self.K] += self._prediction_grad
+            self._prediction_grad = None
         return self.inner.backward(grad)
 
     def _second_choice_logits(self, pred):
@@ -126,8 +135,22 @@ class PredictiveNetwork(Module):
 
 
 class PredictiveBipartiteFlow(DiscreteBipartiteFlow):
-    """DiscreteBipartiteFlow that hands its data-side y to a PredictiveNetwork in the training pass."""
+    """DiscreteBipartiteFlow over a PredictiveNetwork: `prediction()` after the training pass
+    gives what the network predicted and what it should have (the flow's data-side y, kept in
+    the saved state beside the mask, so clear_saved drops it too)."""
+
+    def _reverse_ids(self, y, y_one_hot):
+        x = super()._reverse_ids(y, y_one_hot)
+        self._saved = (*self._saved[:-1], None, self._saved[-1])  # one shape on both routes
+        return x
 
     def _reverse_one_hot(self, y, exact=False):
-        self.network.target = y
-        return super()._reverse_one_hot(y, exact)
+        x = super()._reverse_one_hot(y, exact)
+        self._saved = (*self._saved[:-1], y, self._saved[-1])
+        return x
+
+    def prediction(self):
+        """(pred (B, D, K), target y (B, D, K), transformed (B, D)) of the training pass that
+        backward has yet to consume."""
+        pred, transformed = self.network.prediction()
+        return pred, self._saved[-2], transformed

@@ -85,7 +85,7 @@ class RankBipartiteFlow(PredictiveBipartiteFlow):
     """A bipartite flow whose transform is the rank permutation of its network's prediction.
 
     `network`: a PredictiveNetwork with anchor 0 (its output is the prediction logits, (B, D, K))
-    and an auxiliary weight > 0, the only thing that trains it."""
+    and is trained by the objective's auxiliary cross-entropy alone (layers/objective.py)."""
 
     def __init__(self, network, K, mask):
         super().__init__(network, K, mask, scale=False)

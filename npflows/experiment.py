@@ -32,8 +32,9 @@ class Experiment:
       (property, default False) says which of the two the loop uses.
     - `loss_and_backward(model, batch, rng) -> loss`: forward and backward on this shard,
       ADDING into the parameters' grads (they are zero on entry); returns the MEAN loss over
-      the shard (scalar, any array module). Averaging these means over ranks gives the global
-      batch mean, so do not sum. rng is this rank's own Generator (dropout, noise), restored
+      the shard (scalar, any array module), or a dict of named mean terms whose "loss" is the
+      total (the others, e.g. "nll" and "aux", are logged beside it). Averaging these means over
+      ranks gives the global batch mean, so do not sum. rng is this rank's own Generator (dropout, noise), restored
       on resume; deterministic experiments ignore it.
     - `evaluate(model) -> dict` of float metrics (rank 0 only, model in eval mode).
     - `sample(model, num_samples, rng)` -> anything printable (`npflows sample`).

@@ -38,10 +38,19 @@ def _check_state(optimizer, state, shapes):
 
 
 class FlatParameters:
-    """Every parameter's data and grad as views into two contiguous 1-d buffers (`data`, `grad`)."""
+    """Every parameter's data and grad as views into two contiguous 1-d buffers (`data`, `grad`).
 
-    def __init__(self, parameters):
+    `names` (optional, one per parameter: Module.named_parameters' paths) lets hyperparameters
+    be chosen by name (`lr_scale_by_name`), never by position in the buffer."""
+
+    def __init__(self, parameters, names=None):
         self.params = list(parameters)
+        self.names = None if names is None else list(names)
+        if self.names is not None and len(self.names) != len(self.params):
+            raise ValueError(
+                f"FlatParameters: expected one name per parameter ({len(self.params)}), "
+                f"got {len(self.names)}"
+            )
         if not self.params:
             raise ValueError("FlatParameters: expected at least one parameter, got none")
         dtypes = {p.data.dtype for p in self.params}
@@ -78,6 +87,28 @@ class FlatParameters:
 
 def _flat(parameters):
     return parameters if isinstance(parameters, FlatParameters) else FlatParameters(parameters)
+
+
+def lr_scale_by_name(flat, groups):
+    """Adam's lr_scale for `flat` (FlatParameters with names): groups {name prefix: scale}; a
+    parameter takes the scale of the longest prefix its name starts with, others 1. A prefix
+    that names no parameter is an error (a renamed module would otherwise lose its rate)."""
+    if flat.names is None:
+        raise ValueError("lr_scale_by_name: expected FlatParameters with names, got none")
+    multiplier, offset, used = numpy.ones(len(flat.data)), 0, set()
+    for name, param in zip(flat.names, flat.params):
+        size = int(param.data.size)
+        matching = [prefix for prefix in groups if name.startswith(prefix)]
+        if matching:
+            multiplier[offset : offset + size] = groups[max(matching, key=len)]
+            used.update(matching)
+        offset += size
+    unused = [prefix for prefix in groups if prefix not in used]
+    if unused:
+        raise ValueError(
+            f"lr_scale_by_name: expected every prefix to name a parameter, got none for {unused}"
+        )
+    return backend.asarray(multiplier, dtype=flat.data.dtype)
 
 
 def global_norm(flat):

@@ -119,6 +119,13 @@ def train(experiment_class, config, resume=False, stream=None, allow_data_change
         ).run()
 
 
+def _to_host(scalars):
+    """Host floats of device (or host) scalars, read in one transfer (one synchronisation)."""
+    scalars = list(scalars)
+    xp = backend.array_module(*scalars)
+    return backend.to_numpy(xp.stack([xp.asarray(scalar) for scalar in scalars])).tolist()
+
+
 class _Run:
     """One invocation of `train`: the state of the loop and the side effects of rank 0."""
 
@@ -138,7 +145,8 @@ class _Run:
             self.model = self.experiment.build_model(init_rng).train()
             if state is None:  # a checkpoint's parameters replace whatever initialise would set
                 self.experiment.initialise(self.model)
-            self.flat = optim.FlatParameters(self.model.parameters())
+            named = list(self.model.named_parameters())  # names: hyperparameters by name
+            self.flat = optim.FlatParameters([p for _, p in named], [n for n, _ in named])
             self.optimizer = self.experiment.build_optimizer(self.flat)
         except ValueError as error:
             raise ConfigError(
@@ -271,7 +279,9 @@ class _Run:
             )
         batch = _take(examples, self.world.shard(indices))
         self.flat.zero_grad()
-        loss = self.experiment.loss_and_backward(self.model, batch, self.rank_rng)
+        terms = self.experiment.loss_and_backward(self.model, batch, self.rank_rng)
+        terms = terms if isinstance(terms, dict) else {"loss": terms}  # named terms: logged too
+        loss = terms["loss"]
         # the parameters checked are those this step starts from: an update that breaks them is
         # caught by the next step, or by the check before a checkpoint (_save)
         self.flat.poison_grad_unless_finite(loss)
@@ -285,7 +295,7 @@ class _Run:
         self.optimizer.step(self.experiment.learning_rate(self.step))
         self.position += global_batch
         self.step += 1
-        return loss
+        return terms
 
     def _non_finite_error(self, loss, when):
         """The message every rank raises (collective: every rank calls it at the same point)."""
@@ -367,9 +377,10 @@ class _Run:
         paused = paused_total = (
             0.0  # seconds in evaluation and checkpoints, left out of examples/s and train_seconds
         )
-        first_step, loss_sum, loss_steps, record = self.step, 0.0, 0, {}
+        first_step, loss_sums, loss_steps, record = self.step, {}, 0, {}
         while self.step < config["steps"]:
-            loss_sum = loss_sum + self._train_step()
+            for name, value in self._train_step().items():
+                loss_sums[name] = loss_sums.get(name, 0.0) + value
             loss_steps += 1
             progress.advance()
             if self._due(config["check_every"]):
@@ -377,15 +388,15 @@ class _Run:
             record = {"step": self.step}
             if self._due(config["log_every"]):
                 backend.raise_failed_checks()  # device-side input checks of the steps since the last log
-                total, count = world.sum_scalars([float(backend.to_numpy(loss_sum)), loss_steps])
+                *totals, count = world.sum_scalars([*_to_host(loss_sums.values()), loss_steps])
                 now = time.perf_counter()
                 record.update(
-                    loss=total / count,
+                    {name: total / count for name, total in zip(loss_sums, totals)},
                     examples_per_second=loss_steps
                     * config["batch_size"]
                     / max(now - last - paused, 1e-9),
                 )
-                loss_sum, loss_steps, last, paused = 0.0, 0, now, 0.0
+                loss_sums, loss_steps, last, paused = {}, 0, now, 0.0
             tick = time.perf_counter()
             if self._due(config["eval_every"]) and root:
                 record.update(self._evaluate())

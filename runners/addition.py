@@ -7,6 +7,8 @@ order of an autoregressive base, which is the point of the experiment.
 Operands are uniform over all 10^D digit strings (leading zeros allowed).
 """
 
+from dataclasses import dataclass
+
 import numpy
 
 import layers
@@ -14,9 +16,9 @@ from layers.conditioning import Conditioned
 from npflows import backend, init, nn
 from npflows.init import as_generator
 from npflows.module import Module
-from npflows.train import Experiment
 
 from .argtypes import positive_int
+from .options import OptionsExperiment, option
 
 NUM_CLASSES = 10  # K: decimal digits
 
@@ -171,13 +173,7 @@ class AdditionModel(Module):
                 self._conditioned.append((network, False))
         if identity_init:  # zero output layers: all location logits tie, argmax 0, each flow starts as the identity
             for network, _ in self._conditioned:
-                output = (
-                    network.network.output
-                    if variant == "ar-flow"
-                    else network.network.body.layers[-1]
-                )
-                for param in output.parameters():
-                    param.data[...] = 0
+                layers.zero_output_layers(network)
         self.flow_model = layers.FlowModel(flows, base)
 
     def _encode(self, a, b):
@@ -234,81 +230,64 @@ def parse_variant(variant):
     return int(count)
 
 
-class AdditionExperiment(Experiment):
+@dataclass(frozen=True)
+class AdditionOptions:
+    """`npflows train addition` options (paper section 4.2)."""
+
+    digits: int = option(10, "D, digits per number", type=positive_int)
+    model: str = option("ar-flow", "ar-base, ar-flow or bipartite-N")
+    hidden: int | None = option(
+        None,
+        "base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)",
+        type=positive_int,
+    )
+    flow_hidden: int | None = option(
+        None, "flow network units (default: --hidden)", type=positive_int
+    )
+    temperature: float = option(0.1, "straight-through softmax temperature", type=float)
+    flow_init: str = option(
+        "random",
+        "identity: zero output layers, so every flow starts as the identity map (here it slows the "
+        "AR flow: docs/results.md, Addition)",
+        choices=("identity", "random"),
+    )
+    train_examples: int = option(100_000, "training pairs (a fixed set)", type=positive_int)
+    eval_examples: int = option(2000, "held-out pairs", type=positive_int)
+    data_seed: int = option(1, "seed of the data (the training seed is --seed)", type=int)
+    lr: float = option(
+        3e-3,
+        "Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)",
+        type=float,
+    )
+    max_grad_norm: float = option(
+        5.0, "global gradient-norm clip (> 0: 0 is refused, as for every experiment)", type=float
+    )
+
+
+class AdditionExperiment(OptionsExperiment):
     """`npflows train addition`: NLL in nats of the D-digit sum given the two numbers."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--digits", type=positive_int, default=10, help="D, digits per number")
-        parser.add_argument("--model", default="ar-flow", help="ar-base, ar-flow or bipartite-N")
-        parser.add_argument(
-            "--hidden",
-            type=positive_int,
-            default=None,
-            help="base LSTM units (default: the paper's, 256 for D=10, 512 for D=20)",
-        )
-        parser.add_argument(
-            "--flow-hidden",
-            type=positive_int,
-            default=None,
-            help="flow network units (default: --hidden)",
-        )
-        parser.add_argument(
-            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
-        )
-        parser.add_argument(
-            "--flow-init",
-            choices=("identity", "random"),
-            default="random",
-            help="identity: zero output layers, so every flow starts as the identity map (here it "
-            "slows the AR flow: docs/results.md, Addition)",
-        )
-        parser.add_argument(
-            "--train-examples",
-            type=positive_int,
-            default=100_000,
-            help="training pairs (a fixed set)",
-        )
-        parser.add_argument(
-            "--eval-examples", type=positive_int, default=2000, help="held-out pairs"
-        )
-        parser.add_argument(
-            "--data-seed",
-            type=int,
-            default=1,
-            help="seed of the data (the training seed is --seed)",
-        )
-        parser.add_argument(
-            "--lr",
-            type=float,
-            default=3e-3,
-            help="Adam learning rate (1e-3 leaves the base on its uniform plateau much longer)",
-        )
-        parser.add_argument(
-            "--max-grad-norm",
-            type=float,
-            default=5.0,
-            help="global gradient-norm clip (> 0: 0 is refused, as for every experiment)",
-        )
+    Options = AdditionOptions
 
     def __init__(self, config):
         super().__init__(config)
-        self.digits = int(config.get("digits") or 10)
-        parse_variant(config.get("model") or "ar-flow")
-        rng = numpy.random.default_rng(numpy.random.SeedSequence(config.get("data_seed", 1)))
-        self.train_data = sample(int(config.get("train_examples") or 100_000), self.digits, rng)
-        self.eval_data = sample(int(config.get("eval_examples") or 2000), self.digits, rng)
+        options = self.options
+        self.digits = int(options.digits)
+        parse_variant(options.model)
+        rng = numpy.random.default_rng(numpy.random.SeedSequence(options.data_seed))
+        self.train_data = sample(int(options.train_examples), self.digits, rng)
+        self.eval_data = sample(int(options.eval_examples), self.digits, rng)
 
     def build_model(self, rng):
-        config = self.config
-        hidden = config.get("hidden") or LSTM_HIDDEN_UNITS.get(self.digits, 256)
+        options = self.options
+        hidden = options.hidden or LSTM_HIDDEN_UNITS.get(self.digits, 256)
         return AdditionModel(
             self.digits,
             hidden,
-            config.get("model") or "ar-flow",
-            config.get("flow_hidden"),
-            config.get("temperature") or 0.1,
-            config.get("flow_init", "random") == "identity",
+            options.model,
+            options.flow_hidden,
+            options.temperature,
+            options.flow_init == "identity",
             rng=rng,
             dtype=backend.default_dtype(),
         )

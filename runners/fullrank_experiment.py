@@ -2,11 +2,13 @@
 (runners/fullrank_reproduce.py reproduces the whole table); the distribution, its samples and
 exact metrics are runners/fullrank.py."""
 
+from dataclasses import dataclass
+
 import numpy
 
 import layers
 from npflows import backend, nn, optim
-from npflows.train import ConfigError, Experiment
+from npflows.train import ConfigError
 
 from . import fullrank_divergence
 from .argtypes import non_negative_int, positive_int
@@ -18,6 +20,7 @@ from .fullrank import (
     sample_indices,
     sequences_of,
 )
+from .options import OptionsExperiment, option
 
 # Table 1's columns in its order, with the size control after the autoregressive flow: "ar-base-2x"
 # is the autoregressive base with twice the Transformer blocks, within 3% of the autoregressive
@@ -39,7 +42,68 @@ PAPER_COLUMN = {
 }  # Table1Row fields; the size control has no paper number
 
 
-class FullRank(Experiment):
+@dataclass(frozen=True)
+class FullRankOptions:
+    """`npflows train fullrank` options (Table 1's set-up, paper section 4.1)."""
+
+    model: str = option("ar-flow", "Table 1's column", choices=MODELS)
+    dimension: int = option(5, "D, the sequence length", type=positive_int)
+    classes: int = option(5, "K, the classes per position", type=positive_int)
+    data_seed: int = option(0, "seed of the distribution and its samples", type=int)
+    train_samples: int = option(
+        20000,
+        "training set size; 0: a fresh batch from the true distribution every step",
+        type=non_negative_int,
+    )
+    heldout_samples: int = option(10000, "held-out set size (finite regime)", type=positive_int)
+    d_model: int = option(64, "Transformer hidden units", type=positive_int)
+    layers: int = option(1, "Transformer blocks per network", type=positive_int)
+    heads: int = option(4, "attention heads", type=positive_int)
+    d_ff: int = option(128, "Transformer feed-forward units", type=positive_int)
+    flows: int = option(
+        4, "bipartite flows (the autoregressive model has 1)", type=non_negative_int
+    )
+    temperature: float = option(0.1, "straight-through softmax temperature", type=float)
+    flow_init: str = option(
+        "identity",
+        "identity: zero output layers, so every flow starts as the identity map",
+        choices=("identity", "random"),
+    )
+    aux_weight: float = option(
+        1.0,
+        "bipartite: weight of the auxiliary cross-entropy that trains each flow network to predict "
+        "what it transforms (layers.PredictiveNetwork; 0: straight-through alone)",
+        type=float,
+    )
+    ste_weight: float = option(
+        0.0,
+        "bipartite: scale of the straight-through gradient into each network (0: auxiliary loss "
+        "alone)",
+        type=float,
+    )
+    confidence: float = option(
+        0.0,
+        "bipartite: relabel only where the prediction's top probability reaches this (0: always)",
+        type=float,
+    )
+    anchor: int = option(0, "bipartite: where a correct prediction sends a class", type=int)
+    base_init_std: float = option(
+        0.0, "std of the factorised base's initial logits (0: uniform)", type=float
+    )
+    lr: float = option(3e-3, "Adam learning rate (cosine decay to 0)", type=float)
+    exact_outcomes: int = option(
+        100000,
+        "enumerate all K^D outcomes for the exact cross entropy and KL up to this many",
+        type=non_negative_int,
+    )
+    estimate_samples: int = option(
+        20000,
+        "beyond --exact-outcomes: fresh outcomes for the KL estimate and its standard error",
+        type=positive_int,
+    )
+
+
+class FullRank(OptionsExperiment):
     """One column of Table 1 on one (D, K) row. The data: a Dirichlet(1) distribution over the
     K^D outcomes (drawn from --data-seed) and i.i.d. training and held-out samples from it.
     Networks (paper sec. 4.1): Transformers with d_model 64 (`--d-model`), causal for the
@@ -58,125 +122,28 @@ class FullRank(Experiment):
     on --estimate-samples fresh outcomes with its standard error (estimated_nll, estimated_kl,
     estimated_kl_stderr; runners/fullrank_divergence.py)."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--model", choices=MODELS, default="ar-flow", help="Table 1's column")
-        parser.add_argument(
-            "--dimension", type=positive_int, default=5, help="D, the sequence length"
-        )
-        parser.add_argument(
-            "--classes", type=positive_int, default=5, help="K, the classes per position"
-        )
-        parser.add_argument(
-            "--data-seed", type=int, default=0, help="seed of the distribution and its samples"
-        )
-        parser.add_argument(
-            "--train-samples",
-            type=non_negative_int,
-            default=20000,
-            help="training set size; 0: a fresh batch from the true distribution every step",
-        )
-        parser.add_argument(
-            "--heldout-samples",
-            type=positive_int,
-            default=10000,
-            help="held-out set size (finite regime)",
-        )
-        parser.add_argument(
-            "--d-model", type=positive_int, default=64, help="Transformer hidden units"
-        )
-        parser.add_argument(
-            "--layers", type=positive_int, default=1, help="Transformer blocks per network"
-        )
-        parser.add_argument("--heads", type=positive_int, default=4, help="attention heads")
-        parser.add_argument(
-            "--d-ff", type=positive_int, default=128, help="Transformer feed-forward units"
-        )
-        parser.add_argument(
-            "--flows",
-            type=non_negative_int,
-            default=4,
-            help="bipartite flows (the autoregressive model has 1)",
-        )
-        parser.add_argument(
-            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
-        )
-        parser.add_argument(
-            "--flow-init",
-            choices=("identity", "random"),
-            default="identity",
-            help="identity: zero output layers, so every flow starts as the identity map",
-        )
-        parser.add_argument(
-            "--aux-weight",
-            type=float,
-            default=1.0,
-            help="bipartite: weight of the auxiliary cross-entropy that trains each flow network to "
-            "predict what it transforms (layers.PredictiveNetwork; 0: straight-through alone)",
-        )
-        parser.add_argument(
-            "--ste-weight",
-            type=float,
-            default=0.0,
-            help="bipartite: scale of the straight-through gradient into each network (0: auxiliary loss alone)",
-        )
-        parser.add_argument(
-            "--confidence",
-            type=float,
-            default=0.0,
-            help="bipartite: relabel only where the prediction's top probability reaches this (0: always)",
-        )
-        parser.add_argument(
-            "--anchor",
-            type=int,
-            default=0,
-            help="bipartite: where a correct prediction sends a class",
-        )
-        parser.add_argument(
-            "--base-init-std",
-            type=float,
-            default=0.0,
-            help="std of the factorised base's initial logits (0: uniform)",
-        )
-        parser.add_argument(
-            "--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay to 0)"
-        )
-        parser.add_argument(
-            "--exact-outcomes",
-            type=non_negative_int,
-            default=100000,
-            help="enumerate all K^D outcomes for the exact cross entropy and KL up to this many",
-        )
-        parser.add_argument(
-            "--estimate-samples",
-            type=positive_int,
-            default=20000,
-            help="beyond --exact-outcomes: fresh outcomes for the KL estimate and its standard error",
-        )
+    Options = FullRankOptions
 
     def __init__(self, config):
         super().__init__(config)
-        self.D, self.K = int(config.get("dimension", 5)), int(config.get("classes", 5))
-        if (
-            config.get("estimate_samples", 20000) < 2
-        ):  # a standard error needs two; the parser refuses < 1
+        options = self.options
+        self.D, self.K = options.dimension, options.classes
+        if options.estimate_samples < 2:  # a standard error needs two; the parser refuses < 1
             raise ConfigError(
-                f"fullrank: expected --estimate-samples >= 2, got {config['estimate_samples']}"
+                f"fullrank: expected --estimate-samples >= 2, got {options.estimate_samples}"
             )
         # one independent stream per (seed, D, K): rows never share a prefix of their draws
-        streams = numpy.random.SeedSequence(
-            config.get("data_seed", 0), spawn_key=(self.D, self.K)
-        ).spawn(4)
+        streams = numpy.random.SeedSequence(options.data_seed, spawn_key=(self.D, self.K)).spawn(4)
         try:
             self.probs = make_distribution(self.D, self.K, numpy.random.default_rng(streams[0]))
         except ValueError as error:  # D, K out of range or K^D too many outcomes: a usage error
             raise ConfigError(f"fullrank: {error}") from None
         self.cumulative = cumulative_of(self.probs, self.D, self.K)
-        self.streamed = config.get("train_samples", 20000) == 0
+        self.streamed = options.train_samples == 0
         self.train_ids = self.heldout_ids = None
         if not self.streamed:
-            self.train_ids = self._draw(config.get("train_samples", 20000), streams[1])
-            self.heldout_ids = self._draw(config.get("heldout_samples", 10000), streams[2])
+            self.train_ids = self._draw(options.train_samples, streams[1])
+            self.heldout_ids = self._draw(options.heldout_samples, streams[2])
         self.marginals = marginals(
             self.probs, self.D, self.K
         )  # the KL estimate's reference distribution
@@ -213,20 +180,20 @@ class FullRank(Experiment):
             self.D,
             self.K,
             4,
-            self.config.get("seed", 0),
+            self.config["seed"],
             step,
         )  # apart from the 4 children above
         return self._draw(
-            global_batch, numpy.random.SeedSequence(self.config.get("data_seed", 0), spawn_key=key)
+            global_batch, numpy.random.SeedSequence(self.options.data_seed, spawn_key=key)
         )
 
     def _transformer(self, causal, rng, blocks=None):
-        config = self.config
+        options = self.options
         return nn.Transformer(
-            blocks or config.get("layers", 1),
-            config.get("d_model", 64),
-            config.get("heads", 4),
-            config.get("d_ff", 128),
+            blocks or options.layers,
+            options.d_model,
+            options.heads,
+            options.d_ff,
             causal=causal,
             max_length=self.D,
             in_features=self.K,
@@ -234,70 +201,55 @@ class FullRank(Experiment):
             rng=rng,
         )
 
-    def _flow_network(self, causal, rng):
-        network = self._transformer(causal, rng)
-        if self.config.get("flow_init", "identity") == "identity":
-            zero_output_layer(network.output)
-        return network
+    def flow_spec(self):
+        """The bipartite column's flow stack (no flows: the factorized column) as a layers spec:
+        non-causal Transformers, alternating masks, predictive networks when --aux-weight > 0."""
+        options = self.options
+        return layers.FlowStackSpec(
+            K=self.K,
+            length=self.D,
+            num_flows=0 if options.model == "factorized" else options.flows,
+            network="transformer",
+            hidden=options.d_model,
+            num_layers=options.layers,
+            heads=options.heads,
+            filter=options.d_ff,
+            temperature=options.temperature,
+            flow_init=options.flow_init,
+            anchor=options.anchor % self.K if options.aux_weight else None,
+            aux_weight=options.aux_weight,
+            ste_weight=options.ste_weight,
+            confidence=options.confidence,
+            base_init_std=options.base_init_std,
+        )
 
     def build_model(self, rng):
-        model, D, K = self.config.get("model", "ar-flow"), self.D, self.K
-        temperature = self.config.get("temperature", 0.1)
-        if model in ("ar-base", "ar-flow", "ar-base-2x"):
-            blocks = self.config.get("layers", 1) * (2 if model == "ar-base-2x" else 1)
-            base = layers.AutoregressiveCategorical(
-                self._transformer(True, rng, blocks), K, length=D
-            )
-            if model != "ar-flow":
-                return layers.FlowModel([], base)
-            flow = layers.DiscreteAutoregressiveFlow(
-                self._flow_network(True, rng), K, temperature=temperature
-            )
-            return layers.FlowModel([layers.Reverse(), flow, layers.Reverse()], base)
-        aux_weight = float(self.config.get("aux_weight", 1.0))
-        flows = []
-        for index in range(0 if model == "factorized" else self.config.get("flows", 4)):
-            network, mask = self._flow_network(False, rng), ("even", "odd")[index % 2]
-            if aux_weight:
-                network = layers.PredictiveNetwork(
-                    network,
-                    K,
-                    self.config.get("anchor", 0) % K,
-                    aux_weight,
-                    self.config.get("ste_weight", 0.0),
-                    self.config.get("confidence", 0.0),
-                )
-                flows.append(
-                    layers.PredictiveBipartiteFlow(network, K, mask, temperature=temperature)
-                )
-            else:
-                flows.append(
-                    layers.DiscreteBipartiteFlow(network, K, mask, temperature=temperature)
-                )
-        return layers.FlowModel(
-            flows,
-            layers.FactorizedCategorical(D, K, rng, init_std=self.config.get("base_init_std", 0.0)),
+        model, K = self.options.model, self.K
+        if model not in ("ar-base", "ar-flow", "ar-base-2x"):
+            return layers.build_flow_stack(self.flow_spec(), rng)
+        blocks = self.options.layers * (2 if model == "ar-base-2x" else 1)
+        base = layers.AutoregressiveCategorical(
+            self._transformer(True, rng, blocks), K, length=self.D
         )
+        if model != "ar-flow":
+            return layers.FlowModel([], base)
+        network = self._transformer(True, rng)
+        if self.options.flow_init == "identity":
+            zero_output_layer(network.output)
+        flow = layers.DiscreteAutoregressiveFlow(network, K, temperature=self.options.temperature)
+        return layers.FlowModel([layers.Reverse(), flow, layers.Reverse()], base)
 
     @property
     def train_examples(self):
         return self.train_ids
 
     def loss_and_backward(self, model, batch, rng):
-        xp = backend.array_module(batch)
-        for flow in model.flows:
-            if isinstance(flow, layers.PredictiveBipartiteFlow):
-                flow.network.aux_scale = 1.0 / len(
-                    batch
-                )  # the auxiliary loss on the same per-sample scale
-        loss = -model.log_prob(layers.one_hot(batch, self.K)).mean()
-        model.backward(xp.full((len(batch),), -1.0 / len(batch), dtype=backend.default_dtype()))
-        return loss
+        """{"loss": nll + aux_weight * aux, "nll", "aux"}, means over the shard in nats."""
+        data = layers.one_hot(batch, self.K, backend.default_dtype())
+        return layers.flow_objective(model, data, 1.0 / len(batch), self.options.aux_weight)
 
     def learning_rate(self, step):
-        return optim.warmup_decay(
-            float(self.config.get("lr", 3e-3)), total_steps=self.schedule_steps
-        )(step)
+        return optim.warmup_decay(self.options.lr, total_steps=self.schedule_steps)(step)
 
     @staticmethod
     def _log_probs(model, ids, chunk=8192):
@@ -321,7 +273,7 @@ class FullRank(Experiment):
         def log_prob_of(indices):
             return self._log_probs(model, sequences_of(indices, self.D, self.K))
 
-        if self.K**self.D <= self.config.get("exact_outcomes", 100000):
+        if self.K**self.D <= self.options.exact_outcomes:
             metrics["exact_nll"] = fullrank_divergence.enumerated_cross_entropy(
                 log_prob_of, self.probs
             )
@@ -329,7 +281,7 @@ class FullRank(Experiment):
         else:
             indices = sample_indices(
                 self.cumulative,
-                self.config.get("estimate_samples", 20000),
+                self.options.estimate_samples,
                 numpy.random.default_rng(self._estimate_stream),
             )
             kl, stderr = fullrank_divergence.sampled_kl(

@@ -16,15 +16,16 @@ what makes the per-coordinate redraw and the exact table below valid.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy
 
 import layers
 from npflows import backend, optim
 from npflows.init import as_generator
-from npflows.train import Experiment
 
 from .argtypes import positive_int
+from .options import OptionsExperiment, option
 
 NUM_COMPONENTS = 8
 RADIUS = 2.0
@@ -155,74 +156,54 @@ def negative_log_likelihood(table, samples):
 MODELS = ("factorized", "bipartite", "ar-flow")
 
 
-class MixtureOfGaussians(Experiment):
+@dataclass(frozen=True)
+class MixtureOfGaussiansOptions:
+    """`npflows train mog` options (paper Figure 2)."""
+
+    model: str = option("bipartite", "factorised base alone, or with one flow", choices=MODELS)
+    hidden: int = option(256, "hidden units of the flow's MLP", type=positive_int)
+    temperature: float = option(0.1, "straight-through softmax temperature", type=float)
+    flow_init: str = option(
+        "identity",
+        "identity: a zero output layer, so the flow starts as the identity map",
+        choices=("identity", "random"),
+    )
+    lr: float = option(1e-2, "Adam learning rate (cosine decay to 0)", type=float)
+    train_samples: int = option(20000, "training set size", type=positive_int)
+    heldout_samples: int = option(20000, "held-out set size", type=positive_int)
+    data_seed: int = option(0, "seed of the training and held-out draws", type=int)
+
+
+class MixtureOfGaussians(OptionsExperiment):
     """A factorised base over (x bin, y bin), alone or under one flow that shifts y by a
     location computed from x (bipartite with x kept, or autoregressive; for D = 2 the two are
     the same model, paper Figure 2). Metrics in nats: train and held-out NLL on samples, the
     exact expected NLL -sum p log q over all 8100 cells, and the data's entropy (its floor)."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument(
-            "--model",
-            choices=MODELS,
-            default="bipartite",
-            help="factorised base alone, or with one flow",
-        )
-        parser.add_argument(
-            "--hidden", type=positive_int, default=256, help="hidden units of the flow's MLP"
-        )
-        parser.add_argument(
-            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
-        )
-        parser.add_argument(
-            "--flow-init",
-            choices=("identity", "random"),
-            default="identity",
-            help="identity: a zero output layer, so the flow starts as the identity map",
-        )
-        parser.add_argument(
-            "--lr", type=float, default=1e-2, help="Adam learning rate (cosine decay to 0)"
-        )
-        parser.add_argument(
-            "--train-samples", type=positive_int, default=20000, help="training set size"
-        )
-        parser.add_argument(
-            "--heldout-samples", type=positive_int, default=20000, help="held-out set size"
-        )
-        parser.add_argument(
-            "--data-seed", type=int, default=0, help="seed of the training and held-out draws"
-        )
+    Options = MixtureOfGaussiansOptions
 
     def __init__(self, config):
         super().__init__(config)
-        streams = numpy.random.SeedSequence(config.get("data_seed", 0)).spawn(2)
-        self.train_ids = sample(
-            config.get("train_samples", 20000), numpy.random.default_rng(streams[0])
-        )
-        self.heldout_ids = sample(
-            config.get("heldout_samples", 20000), numpy.random.default_rng(streams[1])
-        )
+        options = self.options
+        streams = numpy.random.SeedSequence(options.data_seed).spawn(2)
+        self.train_ids = sample(options.train_samples, numpy.random.default_rng(streams[0]))
+        self.heldout_ids = sample(options.heldout_samples, numpy.random.default_rng(streams[1]))
         self.table = true_probability_table()
 
     def build_model(self, rng):
-        model, hidden = self.config.get("model", "bipartite"), self.config.get("hidden", 256)
+        model, hidden = self.options.model, self.options.hidden
         base = layers.FactorizedCategorical(2, NUM_BINS)
-        temperature = self.config.get("temperature", 0.1)
+        temperature = self.options.temperature
         if model == "factorized":
             return layers.FlowModel([], base)
         if model == "bipartite":  # x (position 0) kept: y's location is a function of x
             network = layers.MLP(2, NUM_BINS, hidden, NUM_BINS, rng=rng)
             flow = layers.DiscreteBipartiteFlow(network, NUM_BINS, "even", temperature=temperature)
-            output_layers = [network.body.layers[-1]]
         else:
             network = layers.CausalMLP(2, NUM_BINS, hidden, NUM_BINS, rng=rng)
             flow = layers.DiscreteAutoregressiveFlow(network, NUM_BINS, temperature=temperature)
-            output_layers = [network.second, network.direct]
-        if self.config.get("flow_init", "identity") == "identity":
-            for layer in output_layers:  # zero logits: shift 0, the flow starts as the identity
-                for param in layer.parameters():
-                    param.data[...] = 0
+        if self.options.flow_init == "identity":
+            layers.zero_output_layers(network)  # shift 0: the flow starts as the identity
         return layers.FlowModel([flow], base)
 
     @property
@@ -233,9 +214,7 @@ class MixtureOfGaussians(Experiment):
         return nll_and_backward(model, layers.one_hot(batch, NUM_BINS))
 
     def learning_rate(self, step):
-        return optim.warmup_decay(
-            float(self.config.get("lr", 1e-2)), total_steps=self.schedule_steps
-        )(step)
+        return optim.warmup_decay(float(self.options.lr), total_steps=self.schedule_steps)(step)
 
     def evaluate(self, model):
         log_table = numpy.log(numpy.maximum(model_table(model), 1e-300))

@@ -15,6 +15,7 @@ Sampler conventions (the paper says only "500 steps of Metropolis-Hastings"):
 """
 
 import functools
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy
@@ -23,9 +24,9 @@ import layers
 from layers.prefix_table import PrefixTable
 from npflows import backend
 from npflows.init import as_generator
-from npflows.train import Experiment
 
 from .argtypes import non_negative_int, positive_int
+from .options import OptionsExperiment, option
 
 # exact_distribution enumerates q^(L*L) states up to this many (3x3 with q = 5 is 1,953,125).
 MAX_ENUMERATED_STATES = 2_000_000
@@ -213,10 +214,11 @@ def build_model(
     train_states,
     q,
     variant,
-    hidden=32,
-    min_count=1,
-    temperature=0.1,
-    identity_margin=0.0,
+    *,
+    hidden,
+    min_count,
+    temperature,
+    identity_margin,
     rng=None,
     dtype=None,
 ):
@@ -224,6 +226,7 @@ def build_model(
     `hidden` units; variant "ar-flow" adds one DiscreteAutoregressiveFlow (location only) whose
     network is a layers.PrefixTable keyed by the training lattices' prefixes.
 
+    No defaults here: PottsOptions states them once (identity_margin 1.0, min_count 100).
     identity_margin: every table row starts with location 0 (the identity) ahead by this much,
     so a row leaves the identity only after consistent straight-through gradients. With 0 (ties,
     argmax 0) one noisy update flips a row, rows of rare prefixes memorise their few lattices,
@@ -267,99 +270,70 @@ _cached_entropy = functools.lru_cache(maxsize=8)(
 )  # 1.7 s for 5^9 states; once per row
 
 
-class PottsExperiment(Experiment):
+@dataclass(frozen=True)
+class PottsOptions:
+    """`npflows train potts` options (Table 2, paper section 4.3)."""
+
+    states: int = option(3, "q, states per site", type=positive_int)
+    side: int = option(3, "L, the lattice is L x L (D = L^2)", type=positive_int)
+    coupling: float = option(0.1, "J, the coupling strength", type=float)
+    mh_steps: int = option(
+        PAPER_SETUP["mh_steps"], "Metropolis-Hastings sweeps per chain", type=non_negative_int
+    )
+    model: str = option("ar-flow", "the AR base alone or under one AR flow", choices=VARIANTS)
+    hidden: int = option(PAPER_SETUP["lstm_hidden_units"], "base LSTM units", type=positive_int)
+    min_count: int = option(
+        100,
+        "prefixes seen fewer times in training share a default row (1: the paper's every "
+        "combination; it memorises, docs/results.md)",
+        type=positive_int,
+    )
+    temperature: float = option(0.1, "straight-through softmax temperature", type=float)
+    identity_margin: float = option(
+        1.0, "initial lead of location 0 in every table row", type=float
+    )
+    train_examples: int = option(
+        100_000, "training lattices (independent chains)", type=positive_int
+    )
+    eval_examples: int = option(10_000, "held-out lattices (fresh chains)", type=positive_int)
+    data_seed: int = option(1, "seed of the chains (the training seed is --seed)", type=int)
+    lr: float = option(1e-2, "Adam learning rate", type=float)
+
+
+class PottsExperiment(OptionsExperiment):
     """`npflows train potts`: NLL in nats of Metropolis-Hastings samples of a q-state Potts lattice."""
 
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--states", type=positive_int, default=3, help="q, states per site")
-        parser.add_argument(
-            "--side", type=positive_int, default=3, help="L, the lattice is L x L (D = L^2)"
-        )
-        parser.add_argument("--coupling", type=float, default=0.1, help="J, the coupling strength")
-        parser.add_argument(
-            "--mh-steps",
-            type=non_negative_int,
-            default=PAPER_SETUP["mh_steps"],
-            help="Metropolis-Hastings sweeps per chain",
-        )
-        parser.add_argument(
-            "--model",
-            default="ar-flow",
-            choices=VARIANTS,
-            help="the AR base alone or under one AR flow",
-        )
-        parser.add_argument(
-            "--hidden",
-            type=positive_int,
-            default=PAPER_SETUP["lstm_hidden_units"],
-            help="base LSTM units",
-        )
-        parser.add_argument(
-            "--min-count",
-            type=positive_int,
-            default=100,
-            help="prefixes seen fewer times in training share a default row "
-            "(1: the paper's every combination; it memorises, docs/results.md)",
-        )
-        parser.add_argument(
-            "--temperature", type=float, default=0.1, help="straight-through softmax temperature"
-        )
-        parser.add_argument(
-            "--identity-margin",
-            type=float,
-            default=1.0,
-            help="initial lead of location 0 in every table row",
-        )
-        parser.add_argument(
-            "--train-examples",
-            type=positive_int,
-            default=100_000,
-            help="training lattices (independent chains)",
-        )
-        parser.add_argument(
-            "--eval-examples",
-            type=positive_int,
-            default=10_000,
-            help="held-out lattices (fresh chains)",
-        )
-        parser.add_argument(
-            "--data-seed",
-            type=int,
-            default=1,
-            help="seed of the chains (the training seed is --seed)",
-        )
-        parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    Options = PottsOptions
 
     def __init__(self, config):
         super().__init__(config)
-        get = lambda key, default: default if config.get(key) is None else config[key]  # noqa: E731
+        options = self.options
         self.q, self.side, self.coupling = (
-            int(get("states", 3)),
-            int(get("side", 3)),
-            float(get("coupling", 0.1)),
+            options.states,
+            options.side,
+            options.coupling,
         )
         self.train_states, self.eval_states = datasets(
-            int(get("train_examples", 100_000)),
-            int(get("eval_examples", 10_000)),
+            options.train_examples,
+            options.eval_examples,
             self.side,
             self.q,
             self.coupling,
-            int(get("mh_steps", 500)),
-            int(get("data_seed", 1)),
+            options.mh_steps,
+            options.data_seed,
         )
         self.entropy = _cached_entropy(self.side, self.q, self.coupling)
 
     def build_model(self, rng):
-        config = self.config
+        options = self.options
         return build_model(
             self.train_states,
             self.q,
-            config.get("model") or "ar-flow",
-            config.get("hidden") or 32,
-            config.get("min_count") or 100,
-            config.get("temperature") or 0.1,
-            config.get("identity_margin", 1.0),
+            options.model,
+            hidden=options.hidden,
+            min_count=options.min_count,
+            temperature=options.temperature,
+            identity_margin=options.identity_margin,
             rng=rng,
             dtype=backend.default_dtype(),
         )

@@ -20,7 +20,6 @@ def predictive_flow(
     length,
     anchor,
     seed,
-    aux_weight=0.0,
     scale=False,
     mask="even",
     confidence=0.0,
@@ -33,7 +32,7 @@ def predictive_flow(
     for param in inner.output.parameters():  # large outputs: argmaxes that vary with the input
         param.data[...] = rng.standard_normal(param.data.shape) * 3
     network = layers.PredictiveNetwork(
-        inner, K, anchor, aux_weight, confidence=confidence, second_choice=second_choice
+        inner, K, anchor, confidence=confidence, second_choice=second_choice
     )
     return layers.PredictiveBipartiteFlow(network, K, mask, scale=scale)
 
@@ -54,7 +53,6 @@ def test_round_trip_is_exact(K, length, anchor_seed, scale, mask, confidence, se
         length,
         anchor_seed % K,
         seed,
-        aux_weight=1.0,
         scale=scale,
         mask=mask,
         confidence=confidence,
@@ -82,28 +80,40 @@ def test_a_correctly_predicted_symbol_goes_to_the_anchor(K, length, anchor_seed,
     assert (x[:, ~keep] == anchor).all()
 
 
+def _add_auxiliary_grad(network, target, weight):
+    """The objective's auxiliary term on one network: CE(softmax(pred), target) at the transformed
+    positions, its gradient (times weight) handed back through add_prediction_grad."""
+    pred, transformed = network.prediction()
+    cross_entropy = nn.SoftmaxCrossEntropy(reduction="none")
+    cross_entropy.forward(pred, target, mask=transformed)
+    grad_pred, _ = cross_entropy.backward(numpy.full(transformed.shape, weight))
+    network.add_prediction_grad(grad_pred)
+
+
 @examples(8)  # finite differences over every logit: ~0.15 s an example
 @given(K=st.integers(2, 7), length=st.integers(1, 4), seed=seeds)
 def test_auxiliary_gradient_matches_finite_differences_of_its_loss(K, length, seed):
-    """(P2): with a zero upstream gradient, backward leaves exactly the gradient of
-    w * c * sum over transformed positions of CE(softmax(pred), y) in the inner network's parameters."""
+    """(P2): through layers.AuxiliaryCrossEntropy and the flow's backward with a zero upstream
+    gradient, the inner network's parameters get exactly the gradient of
+    w * sum over transformed positions of CE(softmax(pred), y)."""
     rng = numpy.random.default_rng(seed)
-    weight, scale = 0.7, 0.3
-    network = predictive_flow(K, length, int(rng.integers(0, K)), seed, aux_weight=weight).network
-    network.aux_scale = scale
-    transformed = rng.random(length) < 0.5
-    x = layers.one_hot(random_ids(seed, 3, length, K), K, F64) * ~transformed[:, None]
-    target = layers.one_hot(random_ids(seed + 1, 3, length, K), K, F64)
+    weight = 0.7 * 0.3
+    flow = predictive_flow(K, length, int(rng.integers(0, K)), seed)
+    y = layers.one_hot(random_ids(seed, 3, length, K), K, F64)
+    keep = numpy.arange(length) % 2 == 0
 
     def aux_loss():
-        log_p = nn.log_softmax(network.inner.forward(x)[..., :K])
-        return -weight * scale * (log_p * target * transformed[:, None]).sum()
+        log_p = nn.log_softmax(flow.network.inner.forward(y * keep[:, None])[..., :K])
+        return -weight * (log_p * y * ~keep[:, None]).sum()
 
-    network.zero_grad()
-    network.target = target
-    network.forward(x)
-    network.backward(numpy.zeros((3, length, K)))
-    for param in network.inner.parameters():
+    flow.zero_grad()
+    flow._reverse_one_hot(y)
+    auxiliary = layers.AuxiliaryCrossEntropy()
+    aux = auxiliary.forward([flow])
+    numpy.testing.assert_allclose(aux.sum() * weight, aux_loss(), rtol=1e-12)
+    auxiliary.backward(numpy.full(3, weight))
+    flow.backward(numpy.zeros((3, length, K)))
+    for param in flow.network.inner.parameters():
         numeric = numpy.zeros_like(param.data)
         for index in numpy.ndindex(param.data.shape):
             saved = param.data[index]
@@ -117,22 +127,27 @@ def test_auxiliary_gradient_matches_finite_differences_of_its_loss(K, length, se
         assert error < 1e-6, error
 
 
-def test_the_target_is_used_once_so_evaluation_adds_no_auxiliary_gradient():
-    flow = predictive_flow(5, 4, 2, seed=0, aux_weight=1.0)
-    flow.network.aux_scale = 1.0
-    y = layers.one_hot(random_ids(0, 2, 4, 5), 5, F64)
-    flow.reverse(y)
-    assert (
-        flow.network.target is None
-    )  # consumed by forward: a later pass without a target is plain
+def test_a_prediction_gradient_is_used_by_one_backward_only():
+    """An auxiliary gradient joins the backward of the forward it was computed on, not a later one."""
+    network = predictive_flow(5, 4, 2, seed=0).network
+    x = layers.one_hot(random_ids(0, 2, 4, 5), 5, F64) * (numpy.arange(4) % 2 == 0)[:, None]
+    target = layers.one_hot(random_ids(1, 2, 4, 5), 5, F64)
+    network.zero_grad()
+    network.forward(x)
+    _add_auxiliary_grad(network, target, 1.0)
+    network.backward(numpy.zeros((2, 4, 5)))
+    assert max(numpy.abs(param.grad).max() for param in network.inner.parameters()) > 0
+    network.zero_grad()
+    network.forward(x)
+    network.backward(numpy.zeros((2, 4, 5)))  # no auxiliary term this time: nothing at all
+    assert max(numpy.abs(param.grad).max() for param in network.inner.parameters()) == 0
 
 
 @given(K=st.integers(2, 7), length=st.integers(1, 4), seed=seeds)
 def test_ste_weight_scales_the_straight_through_gradient_into_the_network(K, length, seed):
     """Parameter gradients = ste_weight * (those of the location-logit gradient alone) + the auxiliary loss's."""
     rng = numpy.random.default_rng(seed)
-    network = predictive_flow(K, length, 0, seed, aux_weight=0.5).network
-    network.aux_scale = 1.0
+    network = predictive_flow(K, length, 0, seed).network
     x = layers.one_hot(random_ids(seed, 2, length, K), K, F64) * (rng.random(length) < 0.5)[:, None]
     target = layers.one_hot(random_ids(seed + 1, 2, length, K), K, F64)
     upstream = rng.standard_normal((2, length, K))
@@ -140,8 +155,9 @@ def test_ste_weight_scales_the_straight_through_gradient_into_the_network(K, len
     def grads(ste_weight, upstream, target):
         network.ste_weight = ste_weight
         network.zero_grad()
-        network.target = target
         network.forward(x)
+        if target is not None:
+            _add_auxiliary_grad(network, target, 0.5)
         network.backward(upstream)
         return [param.grad.copy() for param in network.inner.parameters()]
 
@@ -177,13 +193,10 @@ def _train_copy_model(aux_weight, steps=150, K=5, seed=0):
     inner = layers.MLP(2, K, 16, K, rng=rng, dtype=F64)
     for param in inner.body.layers[-1].parameters():
         param.data[...] = 0  # the identity: the flow starts as its base
-    flow = layers.PredictiveBipartiteFlow(
-        layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, "even"
-    )
+    flow = layers.PredictiveBipartiteFlow(layers.PredictiveNetwork(inner, K, anchor=0), K, "even")
     first = rng.integers(0, K, 4096)
-    return train_predictive(
-        flow, layers.one_hot(numpy.stack([first, (first + 2) % K], axis=1), K, F64), steps, rng
-    )
+    data = layers.one_hot(numpy.stack([first, (first + 2) % K], axis=1), K, F64)
+    return train_predictive(flow, data, steps, rng, aux_weight)
 
 
 def test_the_auxiliary_loss_makes_the_flow_learn_where_the_straight_through_gradient_stalls():

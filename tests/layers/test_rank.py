@@ -16,14 +16,12 @@ from tests.fixtures.predictive_training import train_predictive
 F64 = numpy.float64
 
 
-def rank_flow(K, length, seed, mask="even", aux_weight=0.0, scale=3.0):
+def rank_flow(K, length, seed, mask="even", scale=3.0):
     rng = numpy.random.default_rng(seed)
     inner = layers.MLP(length, K, 8, K, rng=rng, dtype=F64)
     for param in inner.body.layers[-1].parameters():
         param.data[...] = rng.standard_normal(param.data.shape) * scale
-    return layers.RankBipartiteFlow(
-        layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=aux_weight), K, mask
-    )
+    return layers.RankBipartiteFlow(layers.PredictiveNetwork(inner, K, anchor=0), K, mask)
 
 
 def assert_exact_round_trips(flow, x, K):
@@ -102,10 +100,12 @@ def test_the_auxiliary_loss_trains_ranks_that_a_location_shift_cannot_reach():
         inner = layers.MLP(2, K, 32, K, rng=1, dtype=F64)
         for param in inner.body.layers[-1].parameters():
             param.data[...] = 0
-        return layers.PredictiveNetwork(inner, K, anchor=0, aux_weight=1.0, ste_weight=0.0)
+        return layers.PredictiveNetwork(inner, K, anchor=0, ste_weight=0.0)
 
-    ranked = train_predictive(layers.RankBipartiteFlow(network(), K, "even"), data, 300, rng)
-    shifted = train_predictive(layers.PredictiveBipartiteFlow(network(), K, "even"), data, 300, rng)
+    ranked = train_predictive(layers.RankBipartiteFlow(network(), K, "even"), data, 300, rng, 1.0)
+    shifted = train_predictive(
+        layers.PredictiveBipartiteFlow(network(), K, "even"), data, 300, rng, 1.0
+    )
     assert ranked < entropy + 0.03, (ranked, entropy)
     assert shifted > ranked + 0.2, (shifted, ranked)
 

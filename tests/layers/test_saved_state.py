@@ -19,7 +19,7 @@ def _evaluation_model(seed=0):
     scale with scale, the rank permutation, an autoregressive base."""
     rng = numpy.random.default_rng(seed)
     predictor = layers.PredictiveNetwork(
-        layers.MLP(LENGTH, K, 8, K, rng=rng, dtype=F64), K, anchor=0, aux_weight=1.0
+        layers.MLP(LENGTH, K, 8, K, rng=rng, dtype=F64), K, anchor=0
     )
     flows = [
         build_flow("bipartite-mlp", K, LENGTH, True, "even", seed),

@@ -162,3 +162,42 @@ def test_clip_grad_norm_leaves_gradients_under_max_norm_exactly_unchanged(seed, 
     numpy.testing.assert_allclose(
         float(returned), _norm_over_parameters(flat), rtol=1e-6
     )  # float32 sum
+
+
+def _named_flat(names_and_sizes):
+    names = [name for name, _ in names_and_sizes]
+    params = [Parameter(numpy.zeros(size)) for _, size in names_and_sizes]
+    return optim.FlatParameters(params, names)
+
+
+def test_lr_scale_by_name_scales_the_named_entries_wherever_they_sit_in_the_buffer():
+    """The base first, in the middle or last: its entries, and only they, get its scale."""
+    for order in (
+        [("base.logits", 3), ("flows.0.w", 2), ("flows.1.w", 1)],
+        [("flows.0.w", 2), ("base.logits", 3), ("flows.1.w", 1)],
+        [("flows.0.w", 2), ("flows.1.w", 1), ("base.logits", 3)],
+    ):
+        flat = _named_flat(order)
+        scale = optim.lr_scale_by_name(flat, {"base.": 10.0, "flows.1.": 0.5})
+        expected = numpy.concatenate(
+            [
+                numpy.full(size, {"base": 10.0, "flows.1": 0.5}.get(name.rsplit(".", 1)[0], 1.0))
+                for name, size in order
+            ]
+        )
+        numpy.testing.assert_array_equal(scale, expected)
+
+
+def test_the_longest_matching_prefix_wins():
+    flat = _named_flat([("flows.0.a", 1), ("flows.0.output.b", 2)])
+    scale = optim.lr_scale_by_name(flat, {"flows.": 2.0, "flows.0.output.": 3.0})
+    numpy.testing.assert_array_equal(scale, [2.0, 3.0, 3.0])
+
+
+def test_a_prefix_that_names_nothing_or_a_buffer_without_names_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"got none for \['bse\.'\]"):
+        optim.lr_scale_by_name(_named_flat([("base.logits", 2)]), {"bse.": 10.0})
+    with pytest.raises(ValueError, match="expected FlatParameters with names"):
+        optim.lr_scale_by_name(optim.FlatParameters([Parameter(numpy.zeros(2))]), {"base.": 1})
+    with pytest.raises(ValueError, match=r"expected one name per parameter \(1\), got 2"):
+        optim.FlatParameters([Parameter(numpy.zeros(2))], ["a", "b"])

@@ -14,8 +14,8 @@ import numpy
 import pytest
 
 import layers
-from npflows import distributed, gradcheck
-from runners import chardata, charlm, charlm_flows, charlm_plots
+from npflows import distributed, gradcheck, optim
+from runners import chardata, charlm, charlm_plots
 from tests.runners.run_files import (
     capture_plotted_lines,
 )  # the package path: benchmarks/gpu_check.sh imports this file outside pytest
@@ -307,7 +307,7 @@ def test_a_dataset_without_its_path_is_a_clear_error(tmp_path):
 
 
 def test_hierarchical_masks_transform_odd_then_2_mod_4_then_4_mod_8():
-    masks = charlm_flows.flow_masks(4, 8, "hierarchical")
+    masks = layers.flow_masks(4, 8, "hierarchical")
     transformed = [numpy.flatnonzero(1 - mask).tolist() for mask in masks]
     assert transformed == [
         [1, 3, 5, 7],
@@ -315,7 +315,7 @@ def test_hierarchical_masks_transform_odd_then_2_mod_4_then_4_mod_8():
         [4],
         [1, 3, 5, 7],
     ]  # 3 levels for length 8, then again
-    assert charlm_flows.flow_masks(3, 8, "alternate") == ["even", "odd", "even"]
+    assert layers.flow_masks(3, 8, "alternate") == ["even", "odd", "even"]
 
 
 def test_bidirectional_network_gradients_match_finite_differences():
@@ -351,6 +351,31 @@ def test_factorized_optimum_uses_training_frequencies_with_half_count_smoothing(
     )  # float64 both sides
 
 
+def test_the_base_learning_rate_is_chosen_by_name_not_by_position(ptb_file):
+    """--base-lr-scale reaches the base's logits even when they come first in the buffer."""
+    experiment = charlm.CharLM(
+        {"data_path": str(ptb_file), "max_length": 40, "embedding": 4, "hidden": 4}
+    )
+    named = list(experiment.build_model(numpy.random.default_rng(0)).named_parameters())
+    named.sort(key=lambda pair: not pair[0].startswith("base."))  # the base first
+    flat = optim.FlatParameters([p for _, p in named], [n for n, _ in named])
+    scale = numpy.asarray(experiment.build_optimizer(flat).lr_scale)
+    base_size = experiment.length * experiment.K
+    assert named[0][0] == "base.logits" and named[0][1].data.size == base_size
+    assert (scale[:base_size] == 10.0).all() and (scale[base_size:] == 1.0).all()
+
+
+def test_a_flow_run_logs_the_objective_and_both_its_terms(tmp_path, ptb_file):
+    _train(tmp_path, ptb_file, "--aux-weight", "0.5", "--log-every", "1", steps=2)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [record for record in records if "loss" in record]
+    assert logged and all(
+        record["loss"] == pytest.approx(record["nll"] + 0.5 * record["aux"], rel=1e-6)
+        and record["aux"] > 0
+        for record in logged
+    )
+
+
 def test_flow_diagnosis_reports_every_flow_and_the_bits_by_position_class(tmp_path, ptb_file):
     result = _train(tmp_path, ptb_file, "--model", "flow", "--masks", "hierarchical", steps=4)
     command = [
@@ -380,9 +405,12 @@ def test_flow_diagnosis_reports_every_flow_and_the_bits_by_position_class(tmp_pa
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--coupling", "rank", "--aux-weight", "0"], "--coupling rank needs --aux-weight > 0"),
+        (
+            ["--coupling", "rank", "--aux-weight", "0"],
+            "expected aux_weight > 0 and an anchor with coupling 'rank'",
+        ),
         (["--aux-weight", "0"], "nothing trains the flow networks"),
-        (["--strided-networks"], "--strided-networks needs --masks hierarchical"),
+        (["--strided-networks"], "expected masks 'hierarchical' with strided_networks"),
     ],
 )
 def test_flows_that_nothing_would_train_are_a_clear_error(tmp_path, ptb_file, options, message):

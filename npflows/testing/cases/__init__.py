@@ -7,7 +7,8 @@ imported: a new case is a builder in one of these files plus one line here. Orde
 for `npflows gradcheck` seeds (case i is built from seed + i) and its table's row order.
 Files: engine.py (Dense ... cross-entropy), lstm.py, transformer.py (LayerNorm, attention,
 Transformer), flow_ops.py (one-hot maps, bases, flows through the linearised STE),
-flow_networks.py (the flow layers' networks); draws.py holds the random draws they share.
+flow_networks.py (the flow layers' networks), objective.py (the training objective,
+layers/objective.py); draws.py holds the random draws they share.
 """
 
 from ...registry import Table
@@ -64,5 +65,6 @@ CASES = Table(
         "PredictiveNetwork(BiLSTM, scale)": P + "flow_networks:predictive_network",
         "RankBipartiteFlow(MLP)": P + "flow_ops:rank_bipartite_flow",
         "StridedNetwork(BiLSTM)": P + "flow_networks:strided_network",
+        "FlowObjective(predictive, STE)": P + "objective:flow_objective",
     },
 )
