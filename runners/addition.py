@@ -16,6 +16,7 @@ from layers.conditioning import Conditioned
 from npflows import backend, init, nn
 from npflows.init import as_generator
 from npflows.module import Module
+from npflows.nn.checks import check_id_range
 
 from .argtypes import positive_int
 from .options import OptionsExperiment, option
@@ -46,11 +47,7 @@ def _check_digits(digits, name, caller):
             f"addition.{caller}: expected {name} as (n, D) integer digits, "
             f"got shape {digits.shape}, dtype {digits.dtype}"
         )
-    if digits.size and (digits.min() < 0 or digits.max() >= NUM_CLASSES):
-        raise ValueError(
-            f"addition.{caller}: expected {name} digits in [0, {NUM_CLASSES}), "
-            f"got min {digits.min()}, max {digits.max()}"
-        )
+    check_id_range(f"addition.{caller}", digits, NUM_CLASSES, noun=f"{name} digits")
     return digits
 
 

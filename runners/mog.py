@@ -23,6 +23,7 @@ import numpy
 import layers
 from npflows import backend, optim
 from npflows.init import as_generator
+from npflows.nn.checks import check_id_range
 
 from .argtypes import positive_int
 from .options import OptionsExperiment, option
@@ -119,11 +120,7 @@ def _check_samples(samples, caller):
             f"mog.{caller}: expected (n, 2) integer bin indices, "
             f"got shape {samples.shape}, dtype {samples.dtype}"
         )
-    if samples.size and (samples.min() < 0 or samples.max() >= NUM_BINS):
-        raise ValueError(
-            f"mog.{caller}: expected bin indices in [0, {NUM_BINS}), "
-            f"got min {samples.min()}, max {samples.max()}"
-        )
+    check_id_range(f"mog.{caller}", samples, NUM_BINS, noun="bin indices")
     return samples
 
 
