@@ -38,6 +38,8 @@ def test_cosine_without_warmup_starts_at_the_base_rate():
 def test_linear_decays_in_equal_steps_to_min_ratio():
     schedule = optim.warmup_decay(1.0, warmup_steps=1, total_steps=5, decay="linear", min_ratio=0.2)
     assert _rates(schedule, 7) == pytest.approx([1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2], rel=1e-15)
+    one_step = optim.warmup_decay(1.0, warmup_steps=1, total_steps=2, decay="linear")
+    assert _rates(one_step, 3) == [1.0, 1.0, 0.0]  # a decay of one step ends at its step
 
 
 def test_inverse_sqrt_keeps_the_base_rate_through_warmup_then_decays_as_one_over_sqrt_step():
