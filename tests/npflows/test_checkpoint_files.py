@@ -221,3 +221,22 @@ def test_string_attributes_stored_as_bytes_still_read(tmp_path):
         ],
     )
     assert checkpoint.load(path).config == _example().config
+
+
+def test_device_arrays_are_saved_through_a_host_copy(tmp_path):
+    from npflows import backend
+
+    saved = dict(backend._state)
+    try:
+        backend.set_device("strict")  # refuses numpy.asarray(device array), as CuPy does
+        state = _example()
+        host_params = dict(state.params)
+        state.params = {name: backend.asarray(array) for name, array in state.params.items()}
+        state.optimizer["m"] = backend.asarray(state.optimizer["m"])
+        checkpoint.save(tmp_path / "checkpoint.h5", state)
+    finally:
+        backend._state.update(saved)
+    loaded = checkpoint.load(tmp_path / "checkpoint.h5")
+    for name, array in host_params.items():
+        numpy.testing.assert_array_equal(loaded.params[name], array)
+    numpy.testing.assert_array_equal(loaded.optimizer["m"], _example().optimizer["m"])

@@ -72,6 +72,7 @@ def test_a_world_without_a_communicator_is_rank_0_of_1_and_its_collectives_retur
     assert world.sum_scalars([1, 2]).tolist() == [1.0, 2.0]
     assert world.broadcast_object("x") == "x" and world.gather_object("x") == ["x"]
     assert world.check_consistent(array, step=1) is None
+    world.barrier()  # no communicator to call
     world.use_gpu_buffers(cuda_aware=True)
     assert world.transport == "none"  # nothing travels
 
@@ -82,18 +83,21 @@ def test_rank_r_of_w_takes_the_r_th_contiguous_part_of_the_global_batch():
     numpy.testing.assert_array_equal(world.shard(numpy.arange(12)), [8, 9, 10, 11])
 
 
+@pytest.mark.parametrize("size", [2, 3])
 @pytest.mark.parametrize("device", ["cpu", "strict"])
-def test_allreduce_mean_is_the_sum_over_ranks_divided_by_w_in_place(device):
+def test_allreduce_mean_is_the_sum_over_ranks_divided_by_w_in_place(device, size):
     backend.set_device(device)
     peers = {0: numpy.array([1.0, 2.0, 3.0]), 2: numpy.array([10.0, 20.0, 30.0])}
-    comm = StandInComm(rank=1, size=3, peers=peers)
+    comm = StandInComm(rank=1, size=size, peers={rank: peers[rank] for rank in range(0, size, 2)})
     world = distributed.World(comm)
     world.use_gpu_buffers(cuda_aware=False)  # a device buffer goes through a pinned host copy
-    array = backend.asarray(numpy.array([-2.0, 1.0, 0.5]))
-    assert world.allreduce_mean_(array) is array
-    numpy.testing.assert_array_equal(backend.to_numpy(array), [3.0, 23.0 / 3, 33.5 / 3])
-    assert comm.calls == [("Allreduce", True, True)]
-    assert isinstance(array, strict_device.StrictArray) == (device == "strict")
+    for mine in ([-2.0, 1.0, 0.5], [4.0, 0.0, -1.0]):  # the second reuses the pinned buffer
+        array = backend.asarray(numpy.array(mine))
+        assert world.allreduce_mean_(array) is array
+        expected = (numpy.array(mine) + sum(comm.peers.values())) / size
+        numpy.testing.assert_array_equal(backend.to_numpy(array), expected)
+        assert isinstance(array, strict_device.StrictArray) == (device == "strict")
+    assert comm.calls == [("Allreduce", True, True)] * 2
 
 
 @pytest.mark.parametrize("device", ["cpu", "strict"])
@@ -116,7 +120,9 @@ def test_cuda_aware_mpi_gets_the_device_buffer_itself():
     world.use_gpu_buffers(cuda_aware=True)
     assert world.transport == "cuda-aware"
     array = backend.asarray(numpy.array([2.0]))
+    counts = strict_device.counting()
     world._through_mpi(array, seen.append)
+    assert sum(counts.syncs.values()) == 1  # MPI reads the memory after the device wrote it
     assert seen == [array] and world._pinned == {}
     world.use_gpu_buffers(cuda_aware=False)
     assert world.transport == "pinned-host"
@@ -124,13 +130,16 @@ def test_cuda_aware_mpi_gets_the_device_buffer_itself():
     host = seen[-1]
     assert type(host) is numpy.ndarray and host.tolist() == [2.0]
     world._through_mpi(backend.asarray(numpy.array([3.0])), seen.append)
-    assert seen[-1] is host  # one pinned buffer per shape, reused every step
+    assert seen[-1] is host and host.tolist() == [3.0]  # one pinned buffer per shape, reused
+    world._through_mpi(backend.asarray(numpy.array([4.0, 5.0])), seen.append)
+    assert seen[-1] is not host and seen[-1].tolist() == [4.0, 5.0]
 
 
 def test_sum_scalars_adds_every_ranks_float64_values():
     comm = StandInComm(rank=0, size=2, peers={1: numpy.array([0.5, 4.0])})
     total = distributed.World(comm).sum_scalars([1, 2])
     assert total.dtype == numpy.float64 and total.tolist() == [1.5, 6.0]
+    assert comm.calls == [("Allreduce", True, True)]
 
 
 def test_objects_travel_from_and_to_the_given_root():
@@ -138,10 +147,21 @@ def test_objects_travel_from_and_to_the_given_root():
     world = distributed.World(comm)
     assert world.broadcast_object("one") == "zero"
     assert world.broadcast_object("one", root=2) == "two"
+    assert world.broadcast_object("one", root=1) == "one"  # the root sends its own
     assert world.gather_object("one") is None
     assert world.gather_object("one", root=1) == ["zero", "one", "two"]
     world.barrier()
-    assert comm.calls == [("bcast", 0), ("bcast", 2), ("gather", 0), ("gather", 1), ("Barrier",)]
+    assert comm.calls == [
+        ("bcast", 0),
+        ("bcast", 2),
+        ("bcast", 1),
+        ("gather", 0),
+        ("gather", 1),
+        ("Barrier",),
+    ]
+    pair = StandInComm(rank=0, size=2)
+    distributed.World(pair).barrier()
+    assert pair.calls == [("Barrier",)]
 
 
 def test_consistent_ranks_return_the_crc32_and_diverged_ranks_raise_naming_each():
@@ -215,3 +235,73 @@ def test_init_makes_the_world_once_and_world_returns_it(monkeypatch):
     finally:
         del StandInComm.COMM_WORLD
     assert (joined.rank, joined.size) == (1, 4)
+    monkeypatch.setitem(distributed._current, "world", None)
+    monkeypatch.setenv("NPFLOWS_DISTRIBUTED", "1")  # no argument: the launcher's environment
+    StandInComm.COMM_WORLD = StandInComm(rank=0, size=2)
+    try:
+        guessed = distributed.init()
+    finally:
+        del StandInComm.COMM_WORLD
+    assert guessed.size == 2
+
+
+@pytest.mark.parametrize("value, expected", [(" Yes ", True), ("ON", True), ("False", False)])
+def test_the_distributed_and_cuda_aware_flags_read_any_case(monkeypatch, value, expected):
+    monkeypatch.setenv("NPFLOWS_DISTRIBUTED", value)
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert distributed.launched_by_mpi() is expected  # os.environ when none is given
+    monkeypatch.setenv("NPFLOWS_CUDA_AWARE_MPI", value)
+    assert distributed.cuda_aware_mpi() is expected
+    world = distributed.World(StandInComm(rank=0, size=2))
+    world.use_gpu_buffers()  # asks cuda_aware_mpi()
+    assert world.transport == ("cuda-aware" if expected else "pinned-host")
+
+
+class _Library:
+    def __init__(self, support):
+        self.MPIX_Query_cuda_support = lambda: support
+
+
+@pytest.mark.parametrize(
+    "library, expected",
+    [(_Library(1), True), (_Library(0), False), (object(), False), (None, False)],
+)
+def test_without_the_flag_cuda_awareness_is_asked_of_the_mpi_library(
+    monkeypatch, library, expected
+):
+    monkeypatch.delenv("NPFLOWS_CUDA_AWARE_MPI", raising=False)
+    monkeypatch.setattr(distributed, "_mpi_library", lambda: library)
+    assert distributed.cuda_aware_mpi() is expected
+
+
+MAPS = """\
+7f00-7f01 r-xp 00000000 08:01 11 /usr/lib/x86_64-linux-gnu/libmpich.so.12.1.1
+7f02-7f03 r-xp 00000000 08:01 12 /opt/venv/lib/libmpi.so.12.4.0
+7f04-7f05 r-xp 00000000 08:01 13 /usr/lib/x86_64-linux-gnu/libc.so.6
+"""
+
+
+def test_the_mpi_library_is_the_libmpi_so_this_process_mapped(monkeypatch, tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text(MAPS)
+    monkeypatch.setattr(distributed, "open", lambda path: open(maps), raising=False)
+    loaded = []
+    monkeypatch.setattr(distributed.ctypes, "CDLL", lambda path: loaded.append(path) or path)
+    assert distributed._mpi_library() == "/opt/venv/lib/libmpi.so.12.4.0"
+    assert loaded == ["/opt/venv/lib/libmpi.so.12.4.0"]
+
+    def unloadable(path):
+        raise OSError(path)
+
+    monkeypatch.setattr(distributed.ctypes, "CDLL", unloadable)
+    assert distributed._mpi_library() is None
+    maps.write_text(MAPS.splitlines()[2])
+    assert distributed._mpi_library() is None  # no libmpi mapped
+
+
+def test_no_proc_maps_means_no_mpi_library(monkeypatch):
+    def missing(path):
+        raise OSError(path)
+
+    monkeypatch.setattr(distributed, "open", missing, raising=False)
+    assert distributed._mpi_library() is None
