@@ -5,6 +5,7 @@ import errno
 import json
 import re
 
+import h5py
 import numpy
 import pytest
 
@@ -211,15 +212,19 @@ def test_a_file_that_is_not_hdf5_is_refused_with_hdf5s_reason(tmp_path):
         checkpoint.load(path)
 
 
+def _as_fixed_length_bytes(handle, name):
+    text = handle.attrs[name]
+    del handle.attrs[name]  # assigning anew: modify() would keep the variable-length str type
+    handle.attrs[name] = numpy.bytes_(text.encode())
+
+
 def test_string_attributes_stored_as_bytes_still_read(tmp_path):
     path = tmp_path / "checkpoint.h5"  # fixed-length byte strings, as another HDF5 writer may
     _edit(
-        path,
-        lambda handle: [
-            handle.attrs.modify(name, numpy.bytes_(handle.attrs[name].encode()))
-            for name in ("format", "config")
-        ],
+        path, lambda handle: [_as_fixed_length_bytes(handle, name) for name in ("format", "config")]
     )
+    with h5py.File(path, "r") as handle:
+        assert isinstance(handle.attrs["format"], bytes)
     assert checkpoint.load(path).config == _example().config
 
 
@@ -240,3 +245,29 @@ def test_device_arrays_are_saved_through_a_host_copy(tmp_path):
     for name, array in host_params.items():
         numpy.testing.assert_array_equal(loaded.params[name], array)
     numpy.testing.assert_array_equal(loaded.optimizer["m"], _example().optimizer["m"])
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (OSError("disk gone"), "cannot read {path}: not an HDF5 file, or truncated (disk gone)"),
+        (
+            OSError("Unable to open (one) (code X)"),
+            "cannot read {path}: not an HDF5 file, or truncated (code X)",
+        ),
+        (RuntimeError("bad link"), "{path} is damaged: RuntimeError: bad link"),
+    ],
+)
+def test_what_hdf5_raises_on_open_becomes_one_checkpoint_error(
+    tmp_path, monkeypatch, error, message
+):
+    path = tmp_path / "checkpoint.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(600))  # unsealed: HDF5 itself is asked
+
+    def failing_open(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(checkpoint.h5py, "File", failing_open)
+    with pytest.raises(CheckpointError) as raised:
+        checkpoint.load(path)
+    assert str(raised.value) == "checkpoint: " + message.format(path=path)

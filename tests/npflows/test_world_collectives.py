@@ -284,7 +284,12 @@ MAPS = """\
 def test_the_mpi_library_is_the_libmpi_so_this_process_mapped(monkeypatch, tmp_path):
     maps = tmp_path / "maps"
     maps.write_text(MAPS)
-    monkeypatch.setattr(distributed, "open", lambda path: open(maps), raising=False)
+    real_open = open  # this process's own /proc/self/maps maps no libmpi: read the stand-in's
+
+    def proc_maps(path):
+        return real_open(maps if path == "/proc/self/maps" else path)
+
+    monkeypatch.setattr(distributed, "open", proc_maps, raising=False)
     loaded = []
     monkeypatch.setattr(distributed.ctypes, "CDLL", lambda path: loaded.append(path) or path)
     assert distributed._mpi_library() == "/opt/venv/lib/libmpi.so.12.4.0"
