@@ -13,12 +13,13 @@ touched; the scratch copy is $MUTATION_DIR/planted.
 """
 
 import os
-import re
 import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from replay_mutants import pytest_failures  # benchmarks/, beside this script
 
 
 def main(mutant_file, test_files, only):
@@ -35,13 +36,11 @@ def main(mutant_file, test_files, only):
     for name in filter(None, (file.decode() for file in files)):
         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, scratch / name)
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    environment["PYTHONPATH"] = str(scratch)  # the scratch copy, not the installed worktree
-    command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider"]
-    command += test_files or spec["TESTS"]
-    clean = subprocess.run(command, cwd=scratch, env=environment, capture_output=True, text=True)
-    if clean.returncode != 0:
-        sys.exit(f"plant_mutants: the tests fail with no mutant planted:\n{clean.stdout[-3000:]}")
+    tests = test_files or spec["TESTS"]
+    scratch_path = {"PYTHONPATH": str(scratch)}  # the scratch copy, not the installed worktree
+    code, _, output = pytest_failures(scratch, tests, **scratch_path)
+    if code != 0:
+        sys.exit(f"plant_mutants: the tests fail with no mutant planted:\n{output}")
     for name, path, old, new in spec["MUTANTS"]:
         if only is not None and name not in only:
             continue
@@ -52,15 +51,10 @@ def main(mutant_file, test_files, only):
             )
         (scratch / path).write_text(source.replace(old, new))
         try:
-            run = subprocess.run(
-                command, cwd=scratch, env=environment, capture_output=True, text=True
-            )
+            code, failed, _ = pytest_failures(scratch, tests, **scratch_path)
         finally:
             (scratch / path).write_text(source)
-        failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", run.stdout, re.MULTILINE)
-        verdict = (
-            "killed by " + ", ".join(failed or ["(collection)"]) if run.returncode else "survived"
-        )
+        verdict = "killed by " + ", ".join(failed or ["(collection)"]) if code else "survived"
         print(f"{name}: {verdict}", flush=True)
 
 

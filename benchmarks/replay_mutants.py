@@ -20,15 +20,17 @@ import sys
 from pathlib import Path
 
 
-def pytest_failures(tree, test_files, mutant):
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+def pytest_failures(tree, test_files, mutant=None, **environment):
+    """(exit code, failed test ids, output tail) of pytest on `test_files` in `tree`, with
+    mutmut's switch set to `mutant` (None: no mutant) and `environment` added."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **environment}
     environment.pop("MUTANT_UNDER_TEST", None)
     if mutant:
         environment["MUTANT_UNDER_TEST"] = mutant
     command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *test_files]
     run = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", run.stdout, re.MULTILINE)
-    return run.returncode, failed, run.stdout[-2000:]
+    return run.returncode, failed, run.stdout[-3000:]
 
 
 def main(module, test_files, only=None):
