@@ -1,7 +1,12 @@
 """Hand-written mutants of npflows/train.py: realistic one-line bugs of a training loop.
 Run: python benchmarks/plant_mutants.py benchmarks/planted/train.py (docs/reliability.md)."""
 
-TESTS = ["tests/npflows/test_train.py", "tests/npflows/test_train_reliability.py"]
+TESTS = [
+    "tests/npflows/test_train.py",
+    "tests/npflows/test_train_reliability.py",
+    "tests/npflows/test_train_step.py",
+    "tests/npflows/test_train_records.py",
+]
 T = "npflows/train.py"
 MUTANTS = [
     ("rank streams shared", T, "spawn_key=(1, rank)", "spawn_key=(1, 0)"),
@@ -21,7 +26,12 @@ MUTANTS = [
     ("position counts steps", T, "self.position += global_batch", "self.position += 1"),
     ("due off by one", T, "self.step % every == 0", "(self.step + 1) % every == 0"),
     ("last step not due", T, 'return self.step == self.config["steps"] or', "return"),
-    ("mean loss over log_every", T, "loss=total / count,", 'loss=total / config["log_every"],'),
+    (
+        "mean loss over log_every",
+        T,
+        "{name: total / count for",
+        '{name: total / config["log_every"] for',
+    ),
     ("non-finite check skipped", T, "if not self.flat.grad_is_finite():", "if False:"),
     ("poison skipped", T, "self.flat.poison_grad_unless_finite(loss)", "pass"),
     ("resume to fewer steps allowed", T, 'if self.config["steps"] < state.step:', "if False:"),
