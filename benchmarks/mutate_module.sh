@@ -18,6 +18,9 @@ cd "$work" && git init -q .
 {
   echo "[mutmut]"
   echo "source_paths=${module%%/*}/"
+  # the other files of the package are copied as they are: mutmut's trampolines break code that
+  # calls its own functions while a class body runs (npflows/fused.py's operators)
+  echo "only_mutate=$module"
   echo "pytest_add_cli_args_test_selection=$1"; shift
   for test_file in "$@"; do echo "    $test_file"; done
   echo "also_copy=.ci/"  # everything else the tests import or read (not the mutated package)

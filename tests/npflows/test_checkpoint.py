@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,9 +174,11 @@ def test_a_full_disk_removes_the_temporary_file_and_keeps_the_previous_checkpoin
         _disk_full()
 
     monkeypatch.setattr(checkpoint, failing, fail_after_writing)
-    with pytest.raises(
-        CheckpointError, match="cannot write .*No space left on device.*previous checkpoint"
-    ):
+    message = (  # the whole message: the reason, the temporary file removed, what is kept
+        f"^checkpoint: cannot write {re.escape(str(path))}: No space left on device; removed "
+        f"{re.escape(str(path))}\\.tmp, the previous checkpoint \\(if any\\) is intact$"
+    )
+    with pytest.raises(CheckpointError, match=message):
         checkpoint.save(path, _example(seed=2))
     _previous_intact(path)
 
@@ -186,7 +189,11 @@ def test_non_finite_arrays_are_refused_before_the_previous_checkpoint_is_touched
     for where, name in (("params", "layers.1.weight"), ("optimizer", "v")):
         bad = _example(seed=2)
         getattr(bad, where)[name][1] = numpy.inf if where == "params" else numpy.nan
-        with pytest.raises(CheckpointError, match=f"refusing to write .*{name} holds 1 non-finite"):
+        with pytest.raises(
+            CheckpointError,
+            match=f"^checkpoint: refusing to write {re.escape(str(path))}: /{where}/{name} holds 1 "
+            "non-finite values; the previous file is kept$",
+        ):
             checkpoint.save(path, bad)
         _previous_intact(path)
 
@@ -288,7 +295,11 @@ def test_damaged_hdf5_metadata_is_refused_before_hdf5_opens_it(tmp_path, monkeyp
         file.seek(size + 64)
         file.write(bytes(64))
     monkeypatch.setattr(checkpoint.h5py, "File", _refuse_to_open)
-    with pytest.raises(CheckpointError, match="outside every dataset"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"outside every dataset's data \(HDF5 metadata or attributes\); refused without "
+        "opening it$",
+    ):
         checkpoint.load(path)
 
 

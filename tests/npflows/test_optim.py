@@ -201,3 +201,9 @@ def test_a_prefix_that_names_nothing_or_a_buffer_without_names_is_a_clear_error(
         optim.lr_scale_by_name(optim.FlatParameters([Parameter(numpy.zeros(2))]), {"base.": 1})
     with pytest.raises(ValueError, match=r"expected one name per parameter \(1\), got 2"):
         optim.FlatParameters([Parameter(numpy.zeros(2))], ["a", "b"])
+
+
+def test_adam_defaults_are_kingma_and_bas():
+    adam = optim.Adam([Parameter(numpy.ones(3))])
+    assert (adam.lr, adam.betas, adam.eps, adam.weight_decay) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
+    assert adam.lr_scale is None and adam.steps == 0

@@ -1,0 +1,60 @@
+"""Plant mutmut's surviving mutants one at a time against (new) test files; name the tests that
+fail on each, so a new test's claim "kills mutant X" is seen red, not assumed.
+
+    python benchmarks/replay_mutants.py npflows/optim.py tests/npflows/test_sgd.py ...
+    REPLAY_STATUS="no tests" python benchmarks/replay_mutants.py ...  (mutants no test reached)
+    REPLAY_ONLY=names.txt python benchmarks/replay_mutants.py ...  (the mutants listed, one a line)
+
+Run after benchmarks/mutate_module.sh MODULE (same $MUTATION_DIR). It copies this worktree's
+tests/ into the mutated tree (mutmut copied them before the new tests existed), checks that the
+given tests pass with no mutant active, then runs them once per survivor with mutmut's switch
+MUTANT_UNDER_TEST set to it: the mutated function replaces the original while those tests run,
+and nothing is planted once the variable is unset.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pytest_failures(tree, test_files, mutant=None, **environment):
+    """(exit code, failed test ids, output tail) of pytest on `test_files` in `tree`, with
+    mutmut's switch set to `mutant` (None: no mutant) and `environment` added."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **environment}
+    environment.pop("MUTANT_UNDER_TEST", None)
+    if mutant:
+        environment["MUTANT_UNDER_TEST"] = mutant
+    command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *test_files]
+    run = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", run.stdout, re.MULTILINE)
+    return run.returncode, failed, run.stdout[-3000:]
+
+
+def main(module, test_files, only=None):
+    root = Path(__file__).resolve().parents[1]
+    scratch = Path(os.environ.get("MUTATION_DIR", "/tmp/npflows-mutation"))
+    scratch /= module.removesuffix(".py").replace("/", ".")
+    tree = scratch / "mutants"
+    shutil.copytree(root / "tests", tree / "tests", dirs_exist_ok=True)
+    code, failed, output = pytest_failures(tree, test_files, None)
+    if code != 0:
+        sys.exit(f"replay_mutants: the tests fail with no mutant planted:\n{output}")
+    results = subprocess.run(
+        ["mutmut", "results"], cwd=scratch, capture_output=True, text=True, check=True
+    ).stdout
+    status = re.escape(os.environ.get("REPLAY_STATUS", "survived"))
+    survivors = re.findall(rf"^\s*(\S+): {status}$", results, re.MULTILINE)
+    for mutant in survivors if only is None else only:
+        code, failed, _ = pytest_failures(tree, test_files, mutant)
+        verdict = "killed by " + ", ".join(failed) if code != 0 else "survived"
+        print(f"{mutant}: {verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    listed = os.environ.get("REPLAY_ONLY")
+    main(sys.argv[1], sys.argv[2:], Path(listed).read_text().split() if listed else None)
