@@ -110,10 +110,14 @@ def train(experiment_class, config, resume=False, stream=None, allow_data_change
     the whole job (distributed.fail_fast); a NonFiniteError, raised on every rank at once,
     ends each rank like a single process."""
     world = distributed.init()
+    config = {**SETTINGS, **config}
+    # The settings' checks read only the config and the world size, the same on every rank:
+    # each rank raises the same ConfigError here, before any collective, and ends like a single
+    # process (exit 2), instead of an MPI_Abort that can lose the message (docs/reliability.md).
+    validate(config, world)
     with distributed.fail_fast(
         world, quiet=(UsageError, distributed.RanksDivergedError), collective=(NonFiniteError,)
     ):
-        config = {**SETTINGS, **config}
         return _Run(
             experiment_class, config, world, resume, stream or sys.stdout, allow_data_change
         ).run()
@@ -130,7 +134,6 @@ class _Run:
     """One invocation of `train`: the state of the loop and the side effects of rank 0."""
 
     def __init__(self, experiment_class, config, world, resume, stream, allow_data_change):
-        validate(config, world)
         self.config, self.world, self.stream, self.resumed = config, world, stream, resume
         self.directory = RunDirectory(config["out"])
         state = self._read_checkpoint() if resume else None
