@@ -214,6 +214,13 @@ class StepWithoutStart(FullPassOnly):
         raise AssertionError("step called on a network without start_incremental")
 
 
+class StartWithoutStep(FullPassOnly):
+    """Has start_incremental but no step: not incremental either."""
+
+    def start_incremental(self, batch_size):
+        raise AssertionError("start_incremental called on a network without step")
+
+
 def test_only_a_network_with_both_start_incremental_and_step_is_sampled_step_by_step():
     assert layers.autoregressive.has_incremental(layers.LSTMNetwork(3, 4, 3, rng=0))
     assert not layers.autoregressive.has_incremental(layers.CausalMLP(2, 3, 4, 3, rng=0))
@@ -225,5 +232,6 @@ def test_only_a_network_with_both_start_incremental_and_step_is_sampled_step_by_
     network.full_passes, network.steps = 0, 0
     y = flow.forward(x)
     assert (network.full_passes, network.steps) == (0, length)
-    step_without_start = layers.DiscreteAutoregressiveFlow(StepWithoutStart(network), K)
-    numpy.testing.assert_array_equal(step_without_start.forward(x), y)
+    for half_incremental in (StepWithoutStart(network), StartWithoutStep(network)):
+        flow = layers.DiscreteAutoregressiveFlow(half_incremental, K)
+        numpy.testing.assert_array_equal(flow.forward(x), y)
