@@ -235,3 +235,11 @@ def test_only_a_network_with_both_start_incremental_and_step_is_sampled_step_by_
     for half_incremental in (StepWithoutStart(network), StartWithoutStep(network)):
         flow = layers.DiscreteAutoregressiveFlow(half_incremental, K)
         numpy.testing.assert_array_equal(flow.forward(x), y)
+
+
+def test_a_network_that_is_not_a_module_is_refused_naming_both():
+    with pytest.raises(
+        ValueError,
+        match="^DiscreteAutoregressiveFlow: expected an npflows Module as network, got function$",
+    ):
+        layers.DiscreteAutoregressiveFlow(lambda x: x, 5)
