@@ -221,7 +221,7 @@ class StartWithoutStep(FullPassOnly):
         raise AssertionError("start_incremental called on a network without step")
 
 
-def test_only_a_network_with_both_start_incremental_and_step_is_sampled_step_by_step():
+def test_sampling_probes_once_then_steps_only_networks_with_start_incremental_and_step():
     assert layers.autoregressive.has_incremental(layers.LSTMNetwork(3, 4, 3, rng=0))
     assert not layers.autoregressive.has_incremental(layers.CausalMLP(2, 3, 4, 3, rng=0))
     K, length = 5, 4
