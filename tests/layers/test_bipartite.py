@@ -2,6 +2,7 @@
 
 import numpy
 import pytest
+from dtype_checks import assert_flow_computes_in
 from hypothesis import given
 from hypothesis import strategies as st
 from ste_reference import parameter_grads, transform_backward
@@ -136,14 +137,7 @@ def test_a_flow_cast_to_float32_computes_in_float32_on_both_routes_and_direction
     x_ids = random_ids(1, 3, length, K)
     flow.forward(x_ids)  # fills the keep-mask cache in float64
     flow.astype(F32)
-    network.input_dtypes = []
-    x = layers.one_hot(x_ids, K, F32)
-    y = flow.forward(x)
-    assert y.dtype == F32
-    numpy.testing.assert_array_equal(flow.reverse(y), x)
-    assert flow.reverse(y).dtype == F32
-    numpy.testing.assert_array_equal(flow.reverse(flow.forward(x_ids)), x_ids)
-    assert set(network.input_dtypes) == {numpy.dtype(F32)}
+    assert_flow_computes_in(F32, flow, network, x_ids)
 
 
 def test_one_flow_keeps_the_positions_of_each_length_it_is_given():
