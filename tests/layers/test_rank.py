@@ -142,3 +142,59 @@ def test_a_small_strided_model_sums_to_one_over_all_outcomes(K, length, level):
     )
     every = numpy.array(list(itertools.product(range(K), repeat=length)))
     assert numpy.exp(model.log_prob(every)).sum() == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("K", [7, 40, 300])
+def test_tied_logits_rank_the_lower_class_first(K):
+    """The order is decreasing in the logit and, among equal logits, increasing in the class: a
+    sort that is not stable (NumPy's default for K > 16) breaks ties some other way."""
+    from layers.rank import _order
+
+    logits = numpy.random.default_rng(K).integers(0, 3, (5, K)).astype(F64)  # many ties
+    order = _order(logits)
+    ranked = numpy.take_along_axis(logits, order, axis=-1)
+    assert (ranked[:, :-1] >= ranked[:, 1:]).all()
+    tied = ranked[:, :-1] == ranked[:, 1:]
+    assert (order[:, :-1][tied] < order[:, 1:][tied]).all()
+
+
+def test_the_rank_transform_backward_is_the_transposed_gather_with_zero_logit_gradient():
+    """In the input's dtype: a float64 zero gradient would upcast a float32 network's backward."""
+    from layers.rank import RankTransform
+
+    K, rng = 5, numpy.random.default_rng(0)
+    transform = RankTransform(K)
+    y = layers.one_hot(rng.integers(0, K, (2, 3)), K, numpy.float32)
+    logits = rng.standard_normal((2, 3, K)).astype(numpy.float32)
+    grad_x = rng.standard_normal((2, 3, K)).astype(numpy.float32)
+    x = transform.reverse(y, logits)
+    grad_y, grad_logits = transform.backward(grad_x)
+    # <grad_x, x> = <grad_y, y> for the permutation x = P y, for any y
+    assert numpy.isclose((grad_x * x).sum(), (grad_y * y).sum(), rtol=1e-5)  # float32 sums
+    assert grad_y.dtype == grad_logits.dtype == numpy.float32
+    assert not grad_logits.any() and grad_logits.shape == logits.shape
+
+
+def test_the_rank_transform_names_its_flow_in_errors_by_default():
+    from layers.rank import RankTransform
+
+    with pytest.raises(
+        ValueError,
+        match=r"^RankBipartiteFlow: expected network output of shape \(2, 3, 4\) \(K prediction "
+        r"logits\), got \(2, 3, 8\)$",
+    ):
+        RankTransform(4).check_logits(numpy.zeros((2, 3, 8)), (2, 3))
+
+
+def test_a_rank_flow_is_location_free_and_names_its_own_class_in_errors():
+    class NamedRankFlow(layers.RankBipartiteFlow):
+        pass
+
+    for flow_class in (layers.RankBipartiteFlow, NamedRankFlow):
+        inner = layers.MLP(3, 4, 8, 8, rng=0, dtype=F64)  # 2K outputs: a location-scale network
+        flow = flow_class(layers.PredictiveNetwork(inner, 4, anchor=0), 4, "even")
+        assert flow.scale is False and flow.transform.out_features == 4
+        with pytest.raises(
+            ValueError, match=rf"^{flow_class.__name__}: expected network output of shape"
+        ):
+            flow.reverse(numpy.zeros((2, 3), dtype=numpy.int64))
