@@ -42,7 +42,12 @@ def test_samples_are_reproducible_under_a_seed_in_the_parameters_dtype(kind):
         for param in base.parameters():
             param.data = param.data.astype(dtype)
         assert base.sample(4, 0).dtype == dtype
-        assert base.log_prob(random_ids(0, 4, 3, 5)).dtype == dtype
+        ids = random_ids(0, 4, 3, 5)
+        assert base.log_prob(ids).dtype == dtype
+        # one-hot input in the parameters' dtype is accepted, and is the same distribution
+        numpy.testing.assert_array_equal(
+            base.log_prob(layers.one_hot(ids, 5, dtype)), base.log_prob(ids)
+        )
 
 
 @pytest.mark.parametrize("kind", ["factorized", "autoregressive"])
