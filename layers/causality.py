@@ -78,6 +78,11 @@ def check_causal(network, inputs, *extra, owner="check_causal"):
     length = inputs.shape[1]
     with _probing(network):
         reference = network.forward(inputs, *extra)
+        if not (hasattr(reference, "shape") and hasattr(reference, "dtype")):
+            raise ValueError(
+                f"{owner}: expected {type(network).__name__}.forward to return an array, "
+                f"got {type(reference).__name__}"
+            )
         xp = backend.array_module(reference)
         # explicit host reads (a probe, not a training step): the strict stand-in refuses float() of device arrays
         tolerance = (

@@ -216,3 +216,24 @@ def test_a_network_output_without_a_shape_is_refused_saying_so():
         r".*, got \(\)$",
     ):
         base.log_prob(random_ids(0, 1, 3, 4))
+
+
+class Shapeless(Module):
+    """Declares itself causal but returns a list, never an array."""
+
+    causal = True
+
+    def forward(self, x):
+        return [0.0]
+
+
+def test_a_network_output_without_a_shape_on_the_first_call_is_one_error_naming_it():
+    """The causality probe runs first and used to read `.dtype` of the output: a traceback
+    (AttributeError) instead of a message."""
+    base = layers.AutoregressiveCategorical(Shapeless(), 4)
+    with pytest.raises(
+        ValueError,
+        match=r"^AutoregressiveCategorical: expected Shapeless\.forward to return an array, "
+        r"got list$",
+    ):
+        base.log_prob(random_ids(0, 2, 3, 4))
