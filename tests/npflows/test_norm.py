@@ -85,3 +85,39 @@ def test_dropout_reseed_repeats_the_mask(seed):
 def test_dropout_rejects_rate_outside_unit_interval(rate):
     with pytest.raises(ValueError, match=r"Dropout: expected rate in \[0, 1\)"):
         nn.Dropout(rate)
+
+
+def test_layer_norm_defaults_are_gain_1_bias_0_and_eps_1e_5_inside_the_root():
+    norm = nn.LayerNorm(2, dtype=numpy.float64)
+    numpy.testing.assert_array_equal(norm.gain.data, [1.0, 1.0])
+    numpy.testing.assert_array_equal(norm.bias.data, [0.0, 0.0])
+    assert norm.gain.data.dtype == norm.bias.data.dtype == numpy.float64
+    # rows [c - 1, c + 1]: variance 1, so y = +-1 / sqrt(1 + eps); eps = 1e-5 moves y by 5e-6,
+    # far above the 1e-13 left for float64 rounding
+    y = norm.forward(numpy.array([[-1.0, 1.0], [2.0, 4.0]]))
+    expected = numpy.array([[-1.0, 1.0], [-1.0, 1.0]]) / numpy.sqrt(1.0 + 1e-5)
+    numpy.testing.assert_allclose(y, expected, rtol=1e-13)
+
+
+def test_layer_norm_backward_adds_into_gain_and_bias_gradients():
+    norm = nn.LayerNorm(3, dtype=numpy.float64)
+    x = numpy.random.default_rng(2).standard_normal((2, 4, 3))
+    grad_y = numpy.random.default_rng(3).standard_normal((2, 4, 3))
+    for _ in range(2):
+        x_hat = norm.forward(x)  # gain 1, bias 0: y is x_hat
+        norm.backward(grad_y)
+    # twice the one-pass gradients (eqs. (N1)-(N2)): sums over every row
+    numpy.testing.assert_allclose(
+        norm.gain.grad, 2 * (grad_y * x_hat).reshape(-1, 3).sum(axis=0), rtol=1e-13
+    )
+    numpy.testing.assert_allclose(norm.bias.grad, 2 * grad_y.reshape(-1, 3).sum(axis=0), rtol=1e-13)
+
+
+def test_layer_norm_refuses_integer_and_other_dtype_inputs_naming_itself():
+    norm = nn.LayerNorm(3, dtype=numpy.float64)
+    with pytest.raises(ValueError) as raised:
+        norm.forward(numpy.ones((2, 3), numpy.int64))
+    assert str(raised.value) == "LayerNorm: expected a floating-point array, got int64"
+    with pytest.raises(ValueError) as raised:
+        norm.forward(numpy.ones((2, 3), numpy.float32))
+    assert str(raised.value).startswith("LayerNorm: expected dtype float64 (the parameters'")
