@@ -70,3 +70,37 @@ def test_an_integer_input_is_refused_naming_dropout():
     with pytest.raises(ValueError) as raised:
         nn.Dropout(0.5, rng=0).forward(numpy.ones((2, 3), numpy.int64))
     assert str(raised.value) == "Dropout: expected a floating-point array, got int64"
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_a_draw_equal_to_the_rate_is_kept_so_each_entry_is_kept_with_probability_1_minus_rate(
+    dtype,
+):
+    # the mask is [u >= rate]: P(keep) = 1 - rate exactly for u on the dtype's grid of [0, 1)
+    uniforms = numpy.random.default_rng(11).random((30, 40), dtype=dtype)
+    rate = float(uniforms.flat[7])  # a draw of this very mask, exactly representable
+    dropout = nn.Dropout(rate, rng=0)
+    dropout.reseed(11)
+    kept = dropout.forward(numpy.ones((30, 40), dtype)) != 0
+    assert kept.flat[7]
+    numpy.testing.assert_array_equal(kept, uniforms >= rate)
+
+
+def test_float32_device_masks_compare_24_bit_draws_with_the_rate_in_float32():
+    # a float32 mask is drawn at float32's 24 bits: a rate between an entry's 24-bit and
+    # 53-bit truncations of the same SplitMix64 output drops it, where 53 bits would keep it
+    stream = int(numpy.random.SeedSequence(11).generate_state(1, numpy.uint64)[0])
+    u24 = nn.dropout.counter_uniform(numpy, stream, 1, (30, 40), numpy.float32)
+    u53 = nn.dropout.counter_uniform(numpy, stream, 1, (30, 40), numpy.float64)
+    # an entry in [0.5, 1), where float32's spacing is 2^-24, whose 53-bit value lies more than
+    # half a spacing above its 24-bit one: that value as the rate rounds up to the next float32
+    gap = u53 - u24.astype(numpy.float64)
+    entry = int(numpy.flatnonzero((u24 >= 0.5) & (gap > 2.0**-25 + 2.0**-40))[0])
+    rate = float(u53.flat[entry])
+    with strict_counting():
+        dropout = nn.Dropout(rate, rng=0)
+        dropout.reseed(11)
+        ones = backend.asarray(numpy.ones((30, 40), numpy.float32))
+        kept = backend.to_numpy(dropout.forward(ones)) != 0
+    assert not kept.flat[entry] and u53.flat[entry] >= rate
+    numpy.testing.assert_array_equal(kept, u24 >= numpy.float32(rate))
