@@ -6,6 +6,9 @@ Its arrays behave like device arrays where CuPy differs from NumPy, and louder:
 - `numpy.asarray(device_array)` and implicit `float()/int()/bool()/len-free truth tests` are
   TypeErrors: a host copy is explicit (`backend.to_numpy`, `backend.to_host_scalar`);
 - reductions return 0-d device arrays, not NumPy scalars, as CuPy's do.
+- sorts (`sort`, `argsort`, as functions or methods) are stable, CuPy's only kind; another
+  `kind` is refused (NumPy's default kind is not stable, and code tested on it could rely on
+  an order CuPy does not give).
 It counts, by call site (the first frame outside this file and npflows/backend.py):
 `syncs` (device-to-host reads, boolean-mask indexing and other data-dependent shapes, which
 wait for the device), `uploads` (host-to-device copies: `xp.asarray(host)`, host index
@@ -31,6 +34,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze"}
 # functions whose output shape depends on the data: the host must wait for the device
 _DATA_DEPENDENT = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"}
+# CuPy's sorts are always stable and accept no other kind; NumPy's default kind is not stable
+_SORTS = {"sort", "argsort"}
 
 
 class Counts:
@@ -186,6 +191,8 @@ class StrictArray(NDArrayOperatorsMixin):
         def method(*args, **kwargs):
             if name not in _VIEW_METHODS:
                 COUNTS.operations += 1
+            if name in _SORTS:
+                kwargs = _stable_kind(f".{name}()", kwargs)
             return wrap(
                 value(
                     *unwrap(args, f".{name}()"),
@@ -255,10 +262,20 @@ def _call(func, args, kwargs):
     COUNTS.operations += 1
     if name in _DATA_DEPENDENT or (name == "where" and len(args) + len(kwargs) == 1):
         count_sync()
+    if name in _SORTS:
+        kwargs = _stable_kind(f"{name}()", kwargs)
     unwrapped = func(
         *unwrap(tuple(args), f"{name}()"), **{k: unwrap(v, f"{name}()") for k, v in kwargs.items()}
     )
     return wrap(unwrapped)
+
+
+def _stable_kind(where, kwargs):
+    """A sort's keyword arguments as CuPy runs them: stable, whatever the default."""
+    kind = kwargs.get("kind")
+    if kind not in (None, "stable"):
+        raise ValueError(f"strict device: {where} sorts stably only (CuPy), got kind={kind!r}")
+    return {**kwargs, "kind": "stable"}
 
 
 def to_numpy(array, out=None):

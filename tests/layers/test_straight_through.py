@@ -6,8 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from layers import OneHotArgmax, SoftmaxTemperature, one_hot_argmax
+from layers.straight_through import argmax_one_hot
+from npflows import backend
 from npflows.testing import LinearisedArgmax
 from npflows.testing.strategies import Ks, seeds
+from tests.fixtures.devices import strict_counting
 
 temperatures = st.sampled_from([0.05, 0.1, 0.5, 1.0, 2.0])
 
@@ -105,3 +108,15 @@ def test_linearised_argmax_equals_the_one_hot_at_the_audit_point(K, seed, temper
     numpy.testing.assert_allclose(
         surrogate.forward(logits), OneHotArgmax(temperature).forward(logits), rtol=0, atol=1e-15
     )
+
+
+def test_the_one_hot_is_built_on_the_logits_device_with_the_host_values():
+    # host tables (numpy.arange) mixed into device logits: CuPy refuses them, as the stand-in does
+    logits = numpy.random.default_rng(0).standard_normal((3, 4, 6)).astype(numpy.float32)
+    with strict_counting():
+        on_device = argmax_one_hot(backend.asarray(logits))
+        assert backend.device_of(on_device) == "strict"
+        values = backend.to_numpy(on_device)
+    assert values.dtype == numpy.float32
+    numpy.testing.assert_array_equal(values, argmax_one_hot(logits))
+    numpy.testing.assert_array_equal(values.argmax(-1), logits.argmax(-1))

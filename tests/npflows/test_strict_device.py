@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 import layers
-from npflows import backend, gradcheck, nn
+from npflows import backend, gradcheck, nn, strict_device
 from tests.fixtures.devices import on_device, strict_counting
 
 
@@ -245,3 +245,29 @@ def test_npflows_evaluate_raises_a_deferred_device_check_before_printing(
     finally:
         backend.set_device("cpu")
     assert capsys.readouterr().out == ""
+
+
+def test_sorts_are_stable_as_cupys_and_other_kinds_are_refused():
+    # CuPy sorts stably only; NumPy's default kind breaks ties in other orders for n > 16
+    values = numpy.random.default_rng(0).integers(0, 3, (4, 40)).astype(numpy.float64)
+    stable = numpy.argsort(values, axis=-1, kind="stable")
+    assert not numpy.array_equal(numpy.argsort(values, axis=-1), stable)  # the host default
+    with strict_counting():
+        on_device = backend.asarray(values)
+        orders = [xp_argsort(on_device) for xp_argsort in _SORT_CALLS]
+        sorted_values = backend.to_numpy(strict_device.xp.sort(on_device, axis=-1))
+        with pytest.raises(ValueError, match=r"argsort\(\) sorts stably only .*'quicksort'"):
+            strict_device.xp.argsort(on_device, kind="quicksort")
+        with pytest.raises(ValueError, match=r"\.sort\(\) sorts stably only .*'heapsort'"):
+            on_device.copy().sort(kind="heapsort")
+    for order in orders:
+        numpy.testing.assert_array_equal(backend.to_numpy(order), stable)
+    numpy.testing.assert_array_equal(sorted_values, numpy.sort(values, axis=-1))
+
+
+_SORT_CALLS = [
+    lambda a: strict_device.xp.argsort(a, axis=-1),
+    lambda a: strict_device.xp.argsort(a, axis=-1, kind="stable"),
+    lambda a: numpy.argsort(a, axis=-1),  # through __array_function__
+    lambda a: a.argsort(axis=-1),
+]
