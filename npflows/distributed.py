@@ -256,9 +256,15 @@ def world():
 def assign_gpu(current):
     """Rank r uses GPU r % device_count (round robin over this node's GPUs); returns its id."""
     cupy = backend._cupy()
-    count = cupy.cuda.runtime.getDeviceCount()
-    if count < 1:
-        raise RuntimeError(f"distributed: rank {current.rank} asked for a GPU, but CUDA sees none")
+    try:
+        count, reason = cupy.cuda.runtime.getDeviceCount(), ""
+    except RuntimeError as error:  # CuPy's CUDARuntimeError: no driver, or no device at all
+        count, reason = 0, f" ({error})"
+    if count < 1:  # a user's setting that cannot work here: one line, not a traceback
+        raise backend.DeviceError(
+            f"distributed: rank {current.rank} asked for a GPU, but CUDA sees none{reason}; "
+            "choose --device cpu"
+        )
     device_id = current.rank % count
     cupy.cuda.Device(device_id).use()
     current.use_gpu_buffers()

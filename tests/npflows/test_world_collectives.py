@@ -310,3 +310,49 @@ def test_no_proc_maps_means_no_mpi_library(monkeypatch):
 
     monkeypatch.setattr(distributed, "open", missing, raising=False)
     assert distributed._mpi_library() is None
+
+
+class StandInCupy:
+    """backend._cupy() of a node with `count` GPUs (None: CUDA raises, as with no driver)."""
+
+    def __init__(self, count):
+        self.used, self._counted = [], count
+        runtime = types.SimpleNamespace(getDeviceCount=self._count)
+        self.cuda = types.SimpleNamespace(runtime=runtime, Device=self._device)
+
+    def _device(self, device_id):
+        return types.SimpleNamespace(use=lambda: self.used.append(device_id))
+
+    def _count(self):
+        if self._counted is None:
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+        return self._counted
+
+
+@pytest.mark.parametrize("cuda_aware, transport", [(True, "cuda-aware"), (False, "pinned-host")])
+def test_rank_r_of_6_uses_gpu_r_mod_4_and_chooses_how_buffers_reach_mpi(
+    monkeypatch, cuda_aware, transport
+):
+    monkeypatch.setattr(distributed, "cuda_aware_mpi", lambda: cuda_aware)
+    for rank in range(6):
+        cupy = StandInCupy(4)
+        monkeypatch.setattr(backend, "_cupy", lambda: cupy)
+        world = distributed.World(StandInComm(rank=rank, size=6))
+        assert distributed.assign_gpu(world) == rank % 4
+        assert cupy.used == [rank % 4] and world.transport == transport
+
+
+def test_a_single_process_on_a_gpu_keeps_its_collectives_local(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy", lambda: StandInCupy(2))
+    world = distributed.World()
+    assert distributed.assign_gpu(world) == 0 and world.transport == "none"
+
+
+@pytest.mark.parametrize("count, reason", [(0, ""), (None, " (cudaErrorNoDevice: no CUDA")])
+def test_a_gpu_asked_for_where_cuda_sees_none_is_one_device_error(monkeypatch, count, reason):
+    monkeypatch.setattr(backend, "_cupy", lambda: StandInCupy(count))
+    with pytest.raises(backend.DeviceError) as raised:
+        distributed.assign_gpu(distributed.World(StandInComm(rank=2, size=3)))
+    message = str(raised.value)
+    assert message.startswith(f"distributed: rank 2 asked for a GPU, but CUDA sees none{reason}")
+    assert message.endswith("; choose --device cpu")
