@@ -348,6 +348,14 @@ def test_a_single_process_on_a_gpu_keeps_its_collectives_local(monkeypatch):
     assert distributed.assign_gpu(world) == 0 and world.transport == "none"
 
 
+def test_every_rank_shares_the_one_gpu_of_a_one_gpu_node(monkeypatch):
+    monkeypatch.setattr(distributed, "cuda_aware_mpi", lambda: False)
+    cupy = StandInCupy(1)
+    monkeypatch.setattr(backend, "_cupy", lambda: cupy)
+    ids = [distributed.assign_gpu(distributed.World(StandInComm(r, 3))) for r in range(3)]
+    assert ids == cupy.used == [0, 0, 0]
+
+
 @pytest.mark.parametrize("count, reason", [(0, ""), (None, " (cudaErrorNoDevice: no CUDA")])
 def test_a_gpu_asked_for_where_cuda_sees_none_is_one_device_error(monkeypatch, count, reason):
     monkeypatch.setattr(backend, "_cupy", lambda: StandInCupy(count))
@@ -356,3 +364,8 @@ def test_a_gpu_asked_for_where_cuda_sees_none_is_one_device_error(monkeypatch, c
     message = str(raised.value)
     assert message.startswith(f"distributed: rank 2 asked for a GPU, but CUDA sees none{reason}")
     assert message.endswith("; choose --device cpu")
+    if count == 0:
+        assert (
+            message
+            == "distributed: rank 2 asked for a GPU, but CUDA sees none; choose --device cpu"
+        )
