@@ -1,7 +1,8 @@
 """The LSTM's contract beyond the finite-difference audit, which checks backward against forward
 at one call: which path `fused` picks, dtypes of states and state gradients, accumulation into
-parameter gradients, a missing output gradient, the device discipline of the in-place path and
-of `step`, and the messages (mutation survivors of npflows/nn/lstm.py; docs/reliability.md)."""
+parameter gradients, a missing output gradient, float32 arithmetic kept in float32, the device
+discipline of the in-place path and of `step`, and the messages (mutation survivors of
+npflows/nn/lstm.py and lstm_fused.py; docs/reliability.md#mutation-testing)."""
 
 import numpy
 import pytest
@@ -81,14 +82,17 @@ def test_backward_adds_into_the_parameter_gradients(fused):
         numpy.testing.assert_array_equal(twice.grad, 2 * single.grad, err_msg=name)  # g + g = 2g
 
 
+@pytest.mark.parametrize("dtype", [F64, F32])
 @pytest.mark.parametrize("fused", [False, True])
-def test_no_output_gradient_is_a_zero_one_beside_a_final_state_gradient(fused):
-    x, state, _ = _problem()
+def test_no_output_gradient_is_a_zero_one_beside_a_final_state_gradient(fused, dtype):
+    """Bitwise, in float32 too: the zeros standing in for the missing gradient are in the
+    input's dtype, so no step of the cell runs in float64 instead."""
+    x, state, _ = _problem(dtype, batch=16)
     rng = numpy.random.default_rng(1)
-    grad_final = tuple(rng.standard_normal(part.shape) for part in state)
+    grad_final = tuple(rng.standard_normal(part.shape).astype(dtype) for part in state)
     grads = {}
-    for grad_output in (None, numpy.zeros((2, 3, 4))):
-        module = nn.LSTM(3, 4, num_layers=2, rng=0, dtype=F64, fused=fused)
+    for grad_output in (None, numpy.zeros((16, 3, 4), dtype)):
+        module = nn.LSTM(3, 4, num_layers=2, rng=0, dtype=dtype, fused=fused)
         module.forward(x, state)
         grad_x, grad_state = module.backward(grad_output, grad_final)
         grads[grad_output is None] = [grad_x, *grad_state, *(p.grad for p in module.parameters())]
@@ -175,19 +179,27 @@ def test_float32_runs_in_float32_arithmetic_bitwise_as_the_fused_cell_and_step()
     numpy.testing.assert_array_equal(carried[1], runs[False][2])
 
 
-def test_float32_backward_runs_its_recurrent_gemm_in_float32():
+@pytest.mark.parametrize("fused", [False, True])
+def test_float32_backward_runs_its_recurrent_gemm_in_float32(fused):
     """At T = 1 with identity input rows, weight_x.grad holds each row's gate gradients exactly
-    (one nonzero product per sum), so grad_h0 must be W_h times them as one float32 GEMM of the
-    same shape as the layer's; in float64 (one rounding instead of four) some bits differ."""
+    (one nonzero product per sum), so grad_h0 must be W_h times them in float32 arithmetic:
+    the layer's GEMM (H, 4H) @ (4H, B), or on the fused path, at H = 1, one product per gate
+    summed over the gates in order; in float64 (one rounding instead of four) bits differ."""
     batch = 64
     x = numpy.eye(batch, dtype=F32)[:, None, :]  # (B, T=1, I=B)
     state = tuple(numpy.random.default_rng(1).standard_normal((2, 1, batch, 1)).astype(F32))
-    module = nn.LSTM(batch, 1, rng=0, dtype=F32, fused=False)
+    module = nn.LSTM(batch, 1, rng=0, dtype=F32, fused=fused)
     output, _ = module.forward(x, state)
     _, (grad_h0, _) = module.backward(numpy.ones_like(output))
     grad_gates = module.layers[0].weight_x.grad  # (B, 4H): row b is sample b's
-    expected = module.layers[0].weight_h.data @ numpy.ascontiguousarray(grad_gates.T)
-    numpy.testing.assert_array_equal(grad_h0[0], expected.T)
+    weight_h = module.layers[0].weight_h.data
+    if fused:
+        products = grad_gates * weight_h[0]
+        expected = ((products[:, 0] + products[:, 1]) + products[:, 2]) + products[:, 3]
+        expected = expected[:, None]
+    else:
+        expected = (weight_h @ numpy.ascontiguousarray(grad_gates.T)).T
+    numpy.testing.assert_array_equal(grad_h0[0], expected)
 
 
 def test_float32_forward_runs_its_recurrent_gemm_in_float32():
