@@ -12,7 +12,7 @@ from tests.fixtures.devices import strict_counting
 
 def every_operator(a, b):
     xp = backend.array_module(a)
-    return a + 1, 2 - b, a * b, 3 / a, -b, xp.tanh(a - 0.5), 1.5 + b, 4 * b, a / b, xp.exp(b)
+    return a + 1, 2 - b, a * b, 3 / a, -b, xp.tanh(a - 0.5), 1.5 + b, 4 * b, a / b, xp.hypot(a, b)
 
 
 def test_the_trace_is_one_typed_c_line_per_operation_in_order_then_the_outputs():
@@ -27,7 +27,7 @@ def test_the_trace_is_one_typed_c_line_per_operation_in_order_then_the_outputs()
         "const T v7 = ((T)1.5 + in1);",
         "const T v8 = ((T)4.0 * in1);",
         "const T v9 = (in0 / in1);",
-        "const T v10 = exp(in1);",
+        "const T v10 = hypot(in0, in1);",
         *(f"out{index} = v{line};" for index, line in enumerate((0, 1, 2, 3, 4, 6, 7, 8, 9, 10))),
     ]
     assert fused.kernel_source(lambda a: a * a, 1) == "const T v0 = (in0 * in0);\nout0 = v0;"
@@ -75,19 +75,19 @@ def test_the_host_kernel_writes_each_result_into_its_output_in_place_allowed():
 def test_on_the_stand_in_a_kernel_is_one_operation_and_refuses_host_arrays():
     kernel = fused.elementwise(_halves_and_sum, 2)
     with strict_counting() as counts:
-        a, b, half = (
-            backend.asarray(numpy.array(values)) for values in ([1.0, 3.0], [2.0, 4.0], [0.0, 0.0])
-        )
+        a, b = (backend.asarray(numpy.array(values)) for values in ([1.0, 3.0], [2.0, 4.0]))
+        half = a * 0  # one operation already counted: the kernel adds to the count
         before = counts.operations
         kernel(a, b, out=(half, b))
-        assert counts.operations == before + 1  # one launch, not one per operation
+        assert before > 0 and counts.operations == before + 1  # one launch, not one per operation
         assert backend.to_numpy(half).tolist() == [0.5, 1.5]
         assert backend.to_numpy(b).tolist() == [3.0, 7.0]
-        host = numpy.ones(2)
+        host = numpy.ones(2), numpy.ones(2)
+        # the device is that of any operand, inputs or outputs: the other side is refused
         with pytest.raises(TypeError, match="strict device: a fused kernel got a NumPy"):
-            kernel(a, host, out=(half, b))  # a host input
+            kernel(*host, out=(half, b))
         with pytest.raises(TypeError, match="strict device: a fused kernel got a NumPy"):
-            kernel(a, b, out=(half, host))  # a host output
+            kernel(a, b, out=host)
 
 
 class _RecordingKernels:
