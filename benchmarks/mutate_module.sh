@@ -19,7 +19,8 @@ cd "$work" && git init -q .
   echo "[mutmut]"
   echo "source_paths=${module%%/*}/"
   # the other files of the package are copied as they are: mutmut's trampolines break code that
-  # calls its own functions while a class body runs (npflows/fused.py's operators)
+  # calls its own functions while a class body runs (npflows/fused.py's `_binary`, which is
+  # marked `# pragma: no mutate block` for its own run)
   echo "only_mutate=$module"
   echo "pytest_add_cli_args_test_selection=$1"; shift
   for test_file in "$@"; do echo "    $test_file"; done

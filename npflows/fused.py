@@ -38,7 +38,9 @@ class _Symbol:
             f"fused: expected traced arrays or Python numbers, got {type(value).__name__}"
         )
 
-    def _binary(symbol, reflected):
+    # called while the class body runs, before mutmut's trampolines could be wired: kept out
+    # of mutation (benchmarks/planted/fused.py plants its mutants by hand instead)
+    def _binary(symbol, reflected):  # pragma: no mutate block
         def apply(self, other):
             left, right = (other, self) if reflected else (self, other)
             return self._emit(f"({self._operand(left)} {symbol} {self._operand(right)})")
