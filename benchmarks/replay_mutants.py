@@ -4,6 +4,7 @@ fail on each, so a new test's claim "kills mutant X" is seen red, not assumed.
     python benchmarks/replay_mutants.py npflows/optim.py tests/npflows/test_sgd.py ...
     REPLAY_STATUS="no tests" python benchmarks/replay_mutants.py ...  (mutants no test reached)
     REPLAY_ONLY=names.txt python benchmarks/replay_mutants.py ...  (the mutants listed, one a line)
+    REPLAY_TIMEOUT=30 ...  (a run longer than 30 s is killed and reported as timed out: a hang)
 
 Run after benchmarks/mutate_module.sh MODULE (same $MUTATION_DIR). It copies this worktree's
 tests/ into the mutated tree (mutmut copied them before the new tests existed), checks that the
@@ -15,6 +16,7 @@ and nothing is planted once the variable is unset.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +30,24 @@ def pytest_failures(tree, test_files, mutant=None, **environment):
     if mutant:
         environment["MUTANT_UNDER_TEST"] = mutant
     command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *test_files]
-    run = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", run.stdout, re.MULTILINE)
-    return run.returncode, failed, run.stdout[-3000:]
+    limit = float(os.environ.get("REPLAY_TIMEOUT", "0")) or None
+    child = subprocess.Popen(
+        command,
+        cwd=tree,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: a hang is killed whole
+    )
+    try:
+        stdout, _ = child.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        return None, [f"(timed out after {limit:g} s)"], ""
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", stdout, re.MULTILINE)
+    return child.returncode, failed, stdout[-3000:]
 
 
 def main(module, test_files, only=None):
@@ -49,7 +66,7 @@ def main(module, test_files, only=None):
     survivors = re.findall(rf"^\s*(\S+): {status}$", results, re.MULTILINE)
     for mutant in survivors if only is None else only:
         code, failed, _ = pytest_failures(tree, test_files, mutant)
-        verdict = "killed by " + ", ".join(failed) if code != 0 else "survived"
+        verdict = "killed by " + ", ".join(failed) if code != 0 else "survived"  # None: a hang
         print(f"{mutant}: {verdict}", flush=True)
 
 

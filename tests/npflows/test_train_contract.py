@@ -18,7 +18,7 @@ from npflows.checkpoint import CheckpointError
 from npflows.train import ConfigError, NonFiniteError
 from tests.fixtures.tiny_experiment import FEATURES, TinyClassifier
 from tests.npflows.test_train import EXPERIMENT, _keep_backend_state  # noqa: F401  (autouse)
-from tests.npflows.test_world_collectives import StandInComm
+from tests.npflows.test_world_collectives import StandInComm, StandInCupy
 
 SEED, BATCH, EXAMPLES = 5, 16, 200
 
@@ -404,3 +404,183 @@ def test_result_json_holds_its_fields_and_the_throughput_of_the_steps_trained(
     assert result["experiment"] == EXPERIMENT and result["step"] == 4
     assert 0 < result["wall_seconds"] < 1
     assert result["examples_per_second"] == 4 * BATCH / result["wall_seconds"]
+
+
+def test_the_streams_are_the_seeds_children_0_for_initialisation_and_1_rank_per_rank():
+    # docs/distributed.md: spawn_key (0,) initialises (every rank the same), (1, rank) is the
+    # rank's own stream; neither is the plain default_rng(seed) an experiment may use for data
+    init, own = train.random_streams(SEED, 3)
+    expected = [numpy.random.SeedSequence(SEED, spawn_key=key) for key in ((0,), (1, 3))]
+    assert init.bit_generator.state == numpy.random.default_rng(expected[0]).bit_generator.state
+    assert own.bit_generator.state == numpy.random.default_rng(expected[1]).bit_generator.state
+    assert init.random() != numpy.random.default_rng(SEED).random()
+
+
+@pytest.fixture
+def two_ranks(monkeypatch):
+    """Rank 1 of 2 on the stand-in communicator; MPI would call itself CUDA-aware."""
+    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=StandInComm))
+    monkeypatch.setattr(distributed, "cuda_aware_mpi", lambda: True)
+    return distributed.World(StandInComm(rank=1, size=2))
+
+
+def test_setting_up_a_gpu_gives_rank_r_its_gpu_and_buffers_the_transport_mpi_offers(
+    two_ranks, monkeypatch
+):
+    cupy = StandInCupy(2)
+    monkeypatch.setattr(backend, "_cupy", lambda: cupy)
+    train.setup_device("gpu", "float64", two_ranks)
+    assert cupy.used == [1] and two_ranks.transport == "cuda-aware"
+    assert backend.device() == "gpu" and backend.default_dtype() == numpy.float64
+
+
+def test_the_strict_stand_in_moves_buffers_through_host_memory_and_the_cpu_directly(two_ranks):
+    # the stand-in plays a GPU without CUDA-aware MPI, whatever MPI says
+    train.setup_device("strict", "float32", two_ranks)
+    assert two_ranks.transport == "pinned-host" and backend.device() == "strict"
+    on_cpu = distributed.World(StandInComm(rank=1, size=2))
+    train.setup_device("cpu", "float32", on_cpu)
+    assert on_cpu.transport == "host" and backend.device() == "cpu"
+
+
+def test_a_float32_run_builds_float32_parameters(tmp_path):
+    _run(tmp_path, steps=1, dtype="float32", checkpoint_every=1)
+    params = checkpoint.load(tmp_path / "checkpoint.h5").params
+    assert {value.dtype for value in params.values()} == {numpy.dtype(numpy.float32)}
+
+
+def test_initialise_gets_the_model_it_trains_and_the_optimiser_its_parameter_names(tmp_path):
+    class Seen(Recording):
+        def initialise(self, model):
+            self.initialised = model
+
+        def build_optimizer(self, flat):
+            self.names = flat.names
+            return super().build_optimizer(flat)
+
+    _run(tmp_path, Seen, steps=1)
+    model = Seen.last.initialised
+    assert isinstance(model, type(Seen.last.build_model(numpy.random.default_rng(0))))
+    assert Seen.last.names == [name for name, _ in model.named_parameters()]
+    assert Seen.last.names == [
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.2.weight",
+        "layers.2.bias",
+    ]
+
+
+def test_an_optimiser_not_over_the_given_parameters_is_refused_naming_the_experiment(tmp_path):
+    class Detached(Recording):
+        def build_optimizer(self, flat):
+            return types.SimpleNamespace(step=lambda lr=None: None)  # no .flat at all
+
+    with pytest.raises(ConfigError) as raised:
+        _run(tmp_path, Detached)
+    assert str(raised.value) == (
+        "Detached.build_optimizer: expected an optimiser over the FlatParameters it was given "
+        "(its .flat), got another"
+    )
+
+
+def test_one_training_example_is_enough_and_none_is_refused_naming_the_experiment(tmp_path):
+    class Sized(Recording):
+        @property
+        def train_examples(self):
+            return self.features[: self.config["count"]], self.labels[: self.config["count"]]
+
+    _run(tmp_path / "one", Sized, count=1, batch_size=1)
+    assert [batch[1].tolist() for batch in Sized.last.batches] == [
+        Sized.last.labels[:1].tolist()
+    ] * 3
+    with pytest.raises(ConfigError) as raised:
+        _run(tmp_path / "none", Sized, count=0, batch_size=1)
+    assert str(raised.value) == "Sized.train_examples: expected at least one example, got 0"
+
+
+def test_a_fresh_run_into_earlier_records_is_told_exactly_what_it_found(tmp_path):
+    _run(tmp_path / "checkpointed", steps=1, checkpoint_every=1)
+    with pytest.raises(ConfigError) as raised:
+        _run(tmp_path / "checkpointed", steps=1)
+    checkpointed = tmp_path / "checkpointed" / "checkpoint.h5"
+    assert str(raised.value) == (
+        f"train: {checkpointed} exists; pass --resume to continue that run or choose another --out"
+    )
+    records = tmp_path / "records"  # a run killed before its first checkpoint, say
+    records.mkdir()
+    (records / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    (records / "result.json").write_text('{"step": 1}')
+    with pytest.raises(ConfigError) as raised:
+        _run(tmp_path / "records", steps=1)
+    assert str(raised.value) == (
+        f"train: {records} holds an earlier run's records (result.json and metrics.jsonl) and no "
+        "checkpoint to --resume from; choose another --out (or move them away)"
+    )
+
+
+def test_resume_refuses_changed_data_unless_told_to_allow_them(tmp_path, monkeypatch):
+    _run(tmp_path, steps=2, checkpoint_every=2)
+    state = checkpoint.load(tmp_path / "checkpoint.h5")
+    recorded = {**state.data_fingerprint, "blake2b": "0" * 128}
+    monkeypatch.setattr(
+        checkpoint, "load", lambda _: dataclasses.replace(state, data_fingerprint=recorded)
+    )
+    with pytest.raises(ConfigError, match="the data differ from those"):
+        _run(tmp_path, resume=True, steps=4)
+
+
+class Timed(Recording):
+    """On a fake clock (`Timed.now`, from 100 s): each training step takes 0.25 s, each
+    evaluation 10 s and returns one metric; the losses returned are kept."""
+
+    now = 100.0
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.losses = []
+
+    def loss_and_backward(self, model, batch, rng):
+        type(self).now += 0.25
+        loss = super().loss_and_backward(model, batch, rng)
+        self.losses.append(float(backend.to_numpy(loss)))
+        return loss
+
+    def evaluate(self, model):
+        type(self).now += 10.0
+        return {"loss": super().evaluate(model)["loss"]}
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    monkeypatch.setattr(Timed, "now", 100.0)
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: Timed.now))
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_metrics_lines_time_training_apart_from_evaluation(tmp_path, fake_clock):
+    result = _run(tmp_path, Timed, steps=4, log_every=2, eval_every=2)
+    first, second = _metrics(tmp_path)
+    losses = Timed.last.losses
+    assert first["loss"] == (losses[0] + losses[1]) / 2 and second["loss"] == (
+        (losses[2] + losses[3]) / 2
+    )
+    # 2 steps of 16 examples in 0.5 s of training each time; the 10 s evaluations left out
+    assert first["examples_per_second"] == second["examples_per_second"] == 64.0
+    assert (first["wall_seconds"], first["train_seconds"]) == (10.5, 0.5)
+    assert (second["wall_seconds"], second["train_seconds"]) == (21.0, 1.0)
+    assert result["wall_seconds"] == 21.0 and result["examples_per_second"] == 64 / 21.0
+
+
+def test_an_evaluation_alone_makes_a_metrics_line(tmp_path, fake_clock):
+    _run(tmp_path, Timed, steps=4, log_every=4, eval_every=2)
+    first, second = _metrics(tmp_path)
+    assert first == {
+        "step": 2,
+        "eval_loss": first["eval_loss"],
+        "wall_seconds": 10.5,
+        "train_seconds": 0.5,
+    }
+    assert second["step"] == 4 and second["examples_per_second"] == 4 * BATCH / 1.0
