@@ -584,3 +584,38 @@ def test_an_evaluation_alone_makes_a_metrics_line(tmp_path, fake_clock):
         "train_seconds": 0.5,
     }
     assert second["step"] == 4 and second["examples_per_second"] == 4 * BATCH / 1.0
+
+
+@pytest.fixture
+def rank_1_of_2(monkeypatch):
+    """train() as rank 1 of 2 in this process: rank 0 is the stand-in communicator, which
+    contributes zeros to every sum and broadcast; the ranks' consistency check is skipped."""
+    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=StandInComm))
+    world = distributed.World(StandInComm(rank=1, size=2, peers={0: 0.0}))
+    monkeypatch.setattr(world, "check_consistent", lambda array, step: None)
+    monkeypatch.setattr(distributed, "init", lambda *args, **kwargs: world)
+    monkeypatch.setattr(distributed, "ABORT_GRACE_SECONDS", 0.0)
+    return world
+
+
+def test_a_rank_other_than_0_trains_and_returns_nothing_and_writes_nothing(tmp_path, rank_1_of_2):
+    stream = io.StringIO()
+    assert _run(tmp_path / "out", stream=stream, steps=2, checkpoint_every=1, eval_every=1) is None
+    assert len(Recording.last.batches) == 2 and Recording.last.evaluations == 0
+    assert not (tmp_path / "out").exists() and stream.getvalue() == ""
+
+
+def test_a_user_error_on_one_rank_ends_the_job_with_one_line_and_no_traceback(
+    tmp_path, rank_1_of_2, capsys
+):
+    class Detached(Recording):
+        def build_optimizer(self, flat):
+            return types.SimpleNamespace()
+
+    with pytest.raises(SystemExit) as raised:
+        _run(tmp_path, Detached)
+    assert raised.value.code == 1 and rank_1_of_2.comm.calls[-1] == ("Abort", 1)
+    assert capsys.readouterr().err == (
+        "npflows: rank 1 of 2 failed: ConfigError: Detached.build_optimizer: expected an optimiser "
+        "over the FlatParameters it was given (its .flat), got another\n"
+    )
