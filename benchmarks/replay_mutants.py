@@ -45,7 +45,7 @@ def pytest_failures(tree, test_files, mutant=None, **environment):
     except subprocess.TimeoutExpired:
         os.killpg(child.pid, signal.SIGKILL)
         child.communicate()
-        return None, [f"(timed out after {limit:g} s)"], ""
+        return -signal.SIGKILL, [f"(timed out after {limit:g} s)"], ""  # a hang: killed
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", stdout, re.MULTILINE)
     return child.returncode, failed, stdout[-3000:]
 
@@ -66,7 +66,7 @@ def main(module, test_files, only=None):
     survivors = re.findall(rf"^\s*(\S+): {status}$", results, re.MULTILINE)
     for mutant in survivors if only is None else only:
         code, failed, _ = pytest_failures(tree, test_files, mutant)
-        verdict = "killed by " + ", ".join(failed) if code != 0 else "survived"  # None: a hang
+        verdict = "killed by " + ", ".join(failed) if code != 0 else "survived"
         print(f"{mutant}: {verdict}", flush=True)
 
 
